@@ -1,0 +1,654 @@
+//! The wire format of an event and its validation into an [`Event`].
+//!
+//! A body is parsed once. The three required fields are decoded and checked;
+//! every other top-level key is copied into `extra` as the raw JSON text the
+//! client sent, so nested values, key order and numbers of any size survive
+//! byte for byte. Code past this module never re-checks an [`Event`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// Longest accepted `event`, in bytes of UTF-8.
+pub const MAX_EVENT_BYTES: usize = 1024;
+/// Longest accepted `user`, in bytes of UTF-8.
+pub const MAX_USER_BYTES: usize = 1024;
+/// Longest accepted `location`, in bytes of UTF-8 (long enough for URLs).
+pub const MAX_LOCATION_BYTES: usize = 8192;
+
+/// One validated event: a row of the `events` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Server-generated UUIDv7, returned to the client.
+    pub id: Uuid,
+    /// Address of the client (the socket peer, or a trusted `X-Forwarded-For`).
+    pub ip: IpAddr,
+    /// The `User-Agent` header; `None` becomes SQL NULL.
+    pub user_agent: Option<Arc<str>>,
+    /// Body `event`.
+    pub event: Box<str>,
+    /// Body `user`; an integer is kept as its decimal text.
+    pub user: Box<str>,
+    /// Body `location`.
+    pub location: Box<str>,
+    /// When the server received the request.
+    pub received_at: DateTime<Utc>,
+    /// Every other body key, as the text of a JSON object (`{}` when none).
+    pub extra: Box<str>,
+    /// Monotonic time of acceptance, for accepted→written latency.
+    pub accepted_at: Instant,
+}
+
+/// What the request contributes to each of its events, besides the body.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// Client address.
+    pub ip: IpAddr,
+    /// `User-Agent`, shared by every event of a batch request.
+    pub user_agent: Option<Arc<str>>,
+    /// Server clock when the request arrived.
+    pub received_at: DateTime<Utc>,
+    /// Monotonic clock when the request arrived.
+    pub accepted_at: Instant,
+}
+
+/// Why an event was refused. The words are stable: they are metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The body is not JSON, or not the expected JSON shape.
+    InvalidJson,
+    /// A required field is absent.
+    MissingField,
+    /// A field is present but has the wrong type, length or content.
+    InvalidField,
+    /// A value holds a character the database cannot store (U+0000, a lone surrogate).
+    UnstorableValue,
+}
+
+impl Reason {
+    /// The bounded word used in JSON bodies and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidJson => "invalid_json",
+            Reason::MissingField => "missing_field",
+            Reason::InvalidField => "invalid_field",
+            Reason::UnstorableValue => "unstorable_value",
+        }
+    }
+}
+
+/// An event that failed validation, with a message for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    /// Bounded category.
+    pub reason: Reason,
+    /// The offending top-level key, when there is one.
+    pub field: Option<String>,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(reason: Reason, field: Option<&str>, message: String) -> Self {
+        Rejection {
+            reason,
+            field: field.map(str::to_owned),
+            message,
+        }
+    }
+
+    fn invalid_json(err: &serde_json::Error) -> Self {
+        Rejection::new(
+            Reason::InvalidJson,
+            None,
+            format!("body is not valid JSON: {err}"),
+        )
+    }
+}
+
+/// Parses and validates one event from a JSON object body.
+pub fn parse_event(body: &[u8], meta: &RequestMeta) -> Result<Event, Rejection> {
+    match first_byte(body) {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                None,
+                "body must be a JSON object, not an array (send arrays to /batch)".into(),
+            ))
+        }
+        None => {
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                None,
+                "body is empty; expected a JSON object".into(),
+            ))
+        }
+        Some(_) => {}
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            Reason::InvalidJson,
+            None,
+            format!("body is not valid UTF-8: {e}"),
+        )
+    })?;
+    let wire: Wire = serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?;
+    wire.validate(meta)
+}
+
+/// Parses a batch body (a JSON array of events, or `{"batch": [...]}`).
+///
+/// The outer error means the whole request is unusable; each inner result is
+/// one event, in the order sent.
+pub fn parse_batch(
+    body: &[u8],
+    meta: &RequestMeta,
+) -> Result<Vec<Result<Event, Rejection>>, Rejection> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            Reason::InvalidJson,
+            None,
+            format!("body is not valid UTF-8: {e}"),
+        )
+    })?;
+    let items: Vec<&RawValue> = match first_byte(body) {
+        Some(b'[') => serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?,
+        Some(b'{') => {
+            let envelope: BatchEnvelope =
+                serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?;
+            envelope.batch.ok_or_else(|| {
+                Rejection::new(
+                    Reason::MissingField,
+                    Some("batch"),
+                    "field `batch` is required: send a JSON array, or an object with a `batch` array".into(),
+                )
+            })?
+        }
+        None => {
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                None,
+                "body is empty; expected a JSON array of events".into(),
+            ))
+        }
+        Some(_) => {
+            return Err(Rejection::new(
+                Reason::InvalidJson,
+                None,
+                "body must be a JSON array of events, or an object with a `batch` array".into(),
+            ))
+        }
+    };
+    Ok(items
+        .into_iter()
+        .map(|raw| {
+            if !raw.get().starts_with('{') {
+                return Err(Rejection::new(
+                    Reason::InvalidJson,
+                    None,
+                    "event must be a JSON object".into(),
+                ));
+            }
+            let wire: Wire =
+                serde_json::from_str(raw.get()).map_err(|e| Rejection::invalid_json(&e))?;
+            wire.validate(meta)
+        })
+        .collect())
+}
+
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+#[derive(Deserialize)]
+struct BatchEnvelope<'a> {
+    #[serde(borrow)]
+    batch: Option<Vec<&'a RawValue>>,
+}
+
+/// The body as sent: the three required fields still raw, `extra` already built.
+struct Wire<'a> {
+    event: Option<&'a RawValue>,
+    user: Option<&'a RawValue>,
+    location: Option<&'a RawValue>,
+    /// A required key that appeared more than once.
+    duplicate: Option<&'static str>,
+    /// A key or value of `extra` that cannot be stored, and which key it was.
+    unstorable: Option<(String, &'static str)>,
+    extra: String,
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(WireVisitor)
+    }
+}
+
+struct WireVisitor;
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Wire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let mut wire = Wire {
+            event: None,
+            user: None,
+            location: None,
+            duplicate: None,
+            unstorable: None,
+            extra: String::new(),
+        };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let slot = match &*key {
+                "event" => Some((&mut wire.event, "event")),
+                "user" => Some((&mut wire.user, "user")),
+                "location" => Some((&mut wire.location, "location")),
+                _ => None,
+            };
+            let value: &'de RawValue = map.next_value()?;
+            if let Some((slot, name)) = slot {
+                if slot.replace(value).is_some() {
+                    wire.duplicate.get_or_insert(name);
+                }
+                continue;
+            }
+            if wire.unstorable.is_none() {
+                if key.contains('\0') {
+                    wire.unstorable = Some((key.to_string(), "its name contains U+0000"));
+                } else if let Some(problem) = unstorable_escape(value.get()) {
+                    wire.unstorable = Some((key.to_string(), problem));
+                }
+            }
+            wire.extra
+                .push(if wire.extra.is_empty() { '{' } else { ',' });
+            push_json_string(&mut wire.extra, &key);
+            wire.extra.push(':');
+            wire.extra.push_str(value.get());
+        }
+        if wire.extra.is_empty() {
+            wire.extra.push('{');
+        }
+        wire.extra.push('}');
+        Ok(wire)
+    }
+}
+
+impl Wire<'_> {
+    fn validate(self, meta: &RequestMeta) -> Result<Event, Rejection> {
+        if let Some(name) = self.duplicate {
+            return Err(Rejection::new(
+                Reason::InvalidField,
+                Some(name),
+                format!("field `{name}` appears more than once"),
+            ));
+        }
+        let event = required_string(self.event, "event", MAX_EVENT_BYTES, false)?;
+        let user = required_string(self.user, "user", MAX_USER_BYTES, true)?;
+        let location = required_string(self.location, "location", MAX_LOCATION_BYTES, false)?;
+        if let Some((key, problem)) = self.unstorable {
+            return Err(Rejection::new(
+                Reason::UnstorableValue,
+                Some(&key),
+                format!("field `{key}`: {problem}, which PostgreSQL cannot store"),
+            ));
+        }
+        Ok(Event {
+            id: Uuid::now_v7(),
+            ip: meta.ip,
+            user_agent: meta.user_agent.clone(),
+            event: event.into(),
+            user: user.into(),
+            location: location.into(),
+            received_at: meta.received_at,
+            extra: self.extra.into_boxed_str(),
+            accepted_at: meta.accepted_at,
+        })
+    }
+}
+
+fn required_string(
+    raw: Option<&RawValue>,
+    name: &str,
+    max_bytes: usize,
+    integer_ok: bool,
+) -> Result<String, Rejection> {
+    let raw = raw.ok_or_else(|| {
+        Rejection::new(
+            Reason::MissingField,
+            Some(name),
+            format!("field `{name}` is required"),
+        )
+    })?;
+    let text = raw.get();
+    let kind = if integer_ok {
+        "a string or an integer"
+    } else {
+        "a string"
+    };
+    let value = if text.starts_with('"') {
+        let Key(value) = serde_json::from_str(text).map_err(|e| {
+            Rejection::new(
+                Reason::InvalidField,
+                Some(name),
+                format!("field `{name}` is not a valid string: {e}"),
+            )
+        })?;
+        value.into_owned()
+    } else if integer_ok && is_json_integer(text) {
+        text.to_owned()
+    } else {
+        return Err(Rejection::new(
+            Reason::InvalidField,
+            Some(name),
+            format!("field `{name}` must be {kind}, got {}", json_kind(text)),
+        ));
+    };
+    if value.is_empty() {
+        return Err(Rejection::new(
+            Reason::InvalidField,
+            Some(name),
+            format!("field `{name}` must not be empty"),
+        ));
+    }
+    if value.len() > max_bytes {
+        return Err(Rejection::new(
+            Reason::InvalidField,
+            Some(name),
+            format!(
+                "field `{name}` is {} bytes long; the limit is {max_bytes}",
+                value.len()
+            ),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(Rejection::new(
+            Reason::UnstorableValue,
+            Some(name),
+            format!("field `{name}` contains U+0000, which PostgreSQL cannot store"),
+        ));
+    }
+    Ok(value)
+}
+
+fn is_json_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Finds a `\u` escape in raw JSON text that PostgreSQL cannot store:
+/// U+0000, or half of a UTF-16 surrogate pair without its other half.
+fn unstorable_escape(raw: &str) -> Option<&'static str> {
+    let bytes = raw.as_bytes();
+    if !bytes.contains(&b'\\') {
+        return None;
+    }
+    let mut i = 0;
+    // A high surrogate seen just before, waiting for its low half.
+    let mut pending_high = false;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            if pending_high {
+                return Some("it contains a lone UTF-16 surrogate escape");
+            }
+            i += 1;
+            continue;
+        }
+        // The parser already proved escapes well formed; only \u needs reading.
+        if bytes.get(i + 1) != Some(&b'u') {
+            if pending_high {
+                return Some("it contains a lone UTF-16 surrogate escape");
+            }
+            i += 2;
+            continue;
+        }
+        let unit = raw
+            .get(i + 2..i + 6)
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())?;
+        i += 6;
+        match unit {
+            0 => return Some("it contains U+0000"),
+            0xD800..=0xDBFF if !pending_high => pending_high = true,
+            0xDC00..=0xDFFF if pending_high => pending_high = false,
+            0xD800..=0xDFFF => return Some("it contains a lone UTF-16 surrogate escape"),
+            _ if pending_high => return Some("it contains a lone UTF-16 surrogate escape"),
+            _ => {}
+        }
+    }
+    pending_high.then_some("it contains a lone UTF-16 surrogate escape")
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A JSON string borrowed from the body when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Key<'de>, A::Error> {
+                Err(de::Error::invalid_type(de::Unexpected::Seq, &self))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn meta() -> RequestMeta {
+        RequestMeta {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: Some("test-agent".into()),
+            received_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap_or_default(),
+            accepted_at: Instant::now(),
+        }
+    }
+
+    fn parse(body: &str) -> Result<Event, Rejection> {
+        parse_event(body.as_bytes(), &meta())
+    }
+
+    #[test]
+    fn seed_event_puts_unknown_keys_in_extra() {
+        let e = parse(r#"{"event": "click", "location": "dashboard", "user": "sylvia327", "otherParam": "otherVal"}"#)
+            .expect("valid");
+        assert_eq!(&*e.event, "click");
+        assert_eq!(&*e.user, "sylvia327");
+        assert_eq!(&*e.location, "dashboard");
+        assert_eq!(&*e.extra, r#"{"otherParam":"otherVal"}"#);
+    }
+
+    #[test]
+    fn extra_is_empty_object_when_no_other_keys() {
+        let e = parse(r#"{"event":"a","user":"b","location":"c"}"#).expect("valid");
+        assert_eq!(&*e.extra, "{}");
+    }
+
+    #[test]
+    fn extra_keeps_key_order_nesting_and_huge_numbers_verbatim() {
+        let e = parse(
+            r#"{"z":1,"event":"a","big":123456789012345678901234567890,"user":"b","nested":{"b":[1,2.50,null]},"location":"c","a":true}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            &*e.extra,
+            r#"{"z":1,"big":123456789012345678901234567890,"nested":{"b":[1,2.50,null]},"a":true}"#
+        );
+    }
+
+    #[test]
+    fn integer_user_is_kept_as_decimal_text() {
+        let e = parse(r#"{"event":"a","user":123456789012345678901234567890,"location":"c"}"#)
+            .expect("valid");
+        assert_eq!(&*e.user, "123456789012345678901234567890");
+    }
+
+    #[test]
+    fn fractional_user_is_rejected() {
+        let r = parse(r#"{"event":"a","user":1.5,"location":"c"}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidField);
+        assert_eq!(r.field.as_deref(), Some("user"));
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let r = parse(r#"{"event":"a","user":"b"}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::MissingField);
+        assert_eq!(r.field.as_deref(), Some("location"));
+        assert!(r.message.contains("location"));
+    }
+
+    #[test]
+    fn non_string_event_is_invalid_field() {
+        let r = parse(r#"{"event":5,"user":"b","location":"c"}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidField);
+        assert!(r.message.contains("must be a string, got a number"));
+    }
+
+    #[test]
+    fn empty_and_overlong_fields_are_rejected() {
+        let r = parse(r#"{"event":"","user":"b","location":"c"}"#).unwrap_err();
+        assert_eq!(r.field.as_deref(), Some("event"));
+        let long = "x".repeat(MAX_EVENT_BYTES + 1);
+        let r = parse(&format!(
+            r#"{{"event":"{long}","user":"b","location":"c"}}"#
+        ))
+        .unwrap_err();
+        assert!(r.message.contains("limit is 1024"));
+    }
+
+    #[test]
+    fn duplicate_required_key_is_rejected() {
+        let r = parse(r#"{"event":"a","event":"b","user":"b","location":"c"}"#).unwrap_err();
+        assert_eq!(r.field.as_deref(), Some("event"));
+    }
+
+    #[test]
+    fn arrays_and_garbage_are_invalid_json() {
+        assert_eq!(parse("[]").unwrap_err().reason, Reason::InvalidJson);
+        assert_eq!(parse("").unwrap_err().reason, Reason::InvalidJson);
+        assert_eq!(
+            parse("{\"event\":").unwrap_err().reason,
+            Reason::InvalidJson
+        );
+        assert_eq!(parse("42").unwrap_err().reason, Reason::InvalidJson);
+    }
+
+    #[test]
+    fn nul_is_rejected_in_fields_keys_and_extra() {
+        let r = parse(r#"{"event":"a\u0000","user":"b","location":"c"}"#).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field.as_deref()),
+            (Reason::UnstorableValue, Some("event"))
+        );
+        let r =
+            parse(r#"{"event":"a","user":"b","location":"c","p":{"q":["\u0000"]}}"#).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field.as_deref()),
+            (Reason::UnstorableValue, Some("p"))
+        );
+        let r = parse(r#"{"event":"a","user":"b","location":"c","k\u0000":1}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::UnstorableValue);
+    }
+
+    #[test]
+    fn lone_surrogates_are_rejected_and_pairs_kept() {
+        for bad in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800x""#,
+            r#""\ud800\n""#,
+        ] {
+            let r = parse(&format!(
+                r#"{{"event":"a","user":"b","location":"c","p":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(r.reason, Reason::UnstorableValue, "{bad}");
+        }
+        let e = parse(r#"{"event":"a","user":"b","location":"c","p":"\ud83d\ude00 \\u0000"}"#)
+            .expect("a surrogate pair and an escaped backslash are fine");
+        assert_eq!(&*e.extra, r#"{"p":"\ud83d\ude00 \\u0000"}"#);
+    }
+
+    #[test]
+    fn escaped_keys_are_rewritten_as_valid_json() {
+        let e = parse(r#"{"event":"a","user":"b","location":"c","we\"ird\n":1}"#).expect("ok");
+        let v: serde_json::Value = serde_json::from_str(&e.extra).expect("extra is JSON");
+        assert_eq!(v["we\"ird\n"], 1);
+    }
+
+    #[test]
+    fn batch_accepts_array_and_envelope_and_reports_per_event() {
+        let body = r#"[{"event":"a","user":"b","location":"c"}, 7, {"event":"a"}]"#;
+        let results = parse_batch(body.as_bytes(), &meta()).expect("parsable");
+        assert!(results[0].is_ok());
+        assert_eq!(results[1].as_ref().unwrap_err().reason, Reason::InvalidJson);
+        assert_eq!(
+            results[2].as_ref().unwrap_err().reason,
+            Reason::MissingField
+        );
+        let env = r#"{"batch":[{"event":"a","user":"b","location":"c"}]}"#;
+        assert_eq!(parse_batch(env.as_bytes(), &meta()).expect("ok").len(), 1);
+        assert!(parse_batch(b"{}", &meta()).is_err());
+        assert!(parse_batch(b"[", &meta()).is_err());
+    }
+}

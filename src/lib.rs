@@ -1,0 +1,37 @@
+//! trackd: a self-hosted, high-throughput user-behaviour tracking API.
+//!
+//! Clients POST events; trackd validates them, queues them, and writes them in
+//! batches as multi-row SQL INSERT statements.
+//!
+//! ```text
+//! client ─HTTP─▶ http (limits, JSON errors) ─▶ event (wire JSON → Event)
+//!                      │ try-enqueue, full → 503
+//!                      ▼
+//!                 queue (bounded, in events) ─▶ writer thread (rows │ bytes │ linger)
+//!                                                   │ sql (dialect-aware escaping)
+//!                                                   ▼
+//!                                                 sink (stdout, file, memory)
+//! ```
+//!
+//! The modules, one job each:
+//! - [`config`]: every option, as flags and `TRACKD_*` environment variables.
+//! - [`http`]: routes, body limits, errors as JSON.
+//! - [`event`]: the wire format and its validation into an [`event::Event`].
+//! - [`queue`]: the bounded, all-or-nothing queue between HTTP and the writer.
+//! - [`writer`]: the batching thread and its flush triggers.
+//! - [`sql`]: DDL and INSERT statement building, escaping per dialect.
+//! - [`sink`]: where statements go.
+//! - [`server`]: wires the parts together and runs them until a drained shutdown.
+//! - [`shutdown`]: the signals that end a run.
+//! - [`clock`]: the injectable wall clock.
+
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod queue;
+pub mod server;
+pub mod shutdown;
+pub mod sink;
+pub mod sql;
+pub mod writer;

@@ -1,0 +1,322 @@
+//! Building SQL text: the table's DDL and multi-row INSERT statements.
+//!
+//! Every value goes through [`Dialect::push_literal`]; nothing is interpolated
+//! raw. The event module has already refused what no dialect can store (U+0000).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::SecondsFormat;
+
+use crate::event::Event;
+
+/// The columns of a row, in order, as they appear in every statement.
+pub const COLUMNS: &str = r#"id, ip, user_agent, event, "user", location, received_at, extra"#;
+
+/// Which database the SQL text is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// PostgreSQL: `uuid`, `inet`, `timestamptz`, `json` columns.
+    Postgres,
+    /// SQLite: text columns; `extra` checked with `json_valid`.
+    Sqlite,
+}
+
+impl Dialect {
+    /// Appends `value` as a string literal that means exactly `value`.
+    ///
+    /// PostgreSQL reads backslashes literally in `'…'` only while
+    /// `standard_conforming_strings` is on, so a value holding one is written
+    /// as an escape string `E'…'`, which reads the same under either setting.
+    pub fn push_literal(self, out: &mut Vec<u8>, value: &str) {
+        let bytes = value.as_bytes();
+        let escape_backslash = self == Dialect::Postgres && bytes.contains(&b'\\');
+        if escape_backslash {
+            out.push(b'E');
+        }
+        out.push(b'\'');
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\'' || (escape_backslash && b == b'\\') {
+                out.extend_from_slice(&bytes[start..=i]);
+                out.push(b);
+                start = i + 1;
+            }
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.push(b'\'');
+    }
+
+    /// The `CREATE TABLE IF NOT EXISTS` statement for `table`.
+    pub fn create_table(self, table: &TableName) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "CREATE TABLE IF NOT EXISTS {table} (\n    \
+                 id          uuid PRIMARY KEY,\n    \
+                 ip          inet NOT NULL,\n    \
+                 user_agent  text,\n    \
+                 event       text NOT NULL,\n    \
+                 \"user\"      text NOT NULL,\n    \
+                 location    text NOT NULL,\n    \
+                 received_at timestamptz NOT NULL,\n    \
+                 extra       json NOT NULL DEFAULT '{{}}'\n);\n"
+            ),
+            Dialect::Sqlite => format!(
+                "CREATE TABLE IF NOT EXISTS {table} (\n    \
+                 id          TEXT PRIMARY KEY,\n    \
+                 ip          TEXT NOT NULL,\n    \
+                 user_agent  TEXT,\n    \
+                 event       TEXT NOT NULL,\n    \
+                 \"user\"      TEXT NOT NULL,\n    \
+                 location    TEXT NOT NULL,\n    \
+                 received_at TEXT NOT NULL,\n    \
+                 extra       TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(extra))\n);\n"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A table name checked to be a plain (optionally schema-qualified) identifier,
+/// so it can be written into statements without quoting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName(String);
+
+impl FromStr for TableName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let ok = parts.len() <= 2
+            && parts.iter().all(|p| {
+                let mut chars = p.chars();
+                matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && p.len() <= 63
+            });
+        if ok {
+            Ok(TableName(s.to_owned()))
+        } else {
+            Err(format!(
+                "`{s}` is not a plain table name: use letters, digits and `_`, \
+                 optionally as schema.table, at most 63 characters each"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Builds one multi-row INSERT from rows appended one at a time.
+///
+/// The statement text grows as rows arrive, so the writer always knows its
+/// exact size and can flush before it passes the byte limit.
+#[derive(Debug)]
+pub struct InsertBuilder {
+    dialect: Dialect,
+    /// `INSERT INTO t (…) VALUES`, written at the start of each statement.
+    head: Vec<u8>,
+    /// The statement so far; empty when no row is pending.
+    stmt: Vec<u8>,
+    /// Scratch space for the row being formatted.
+    row: Vec<u8>,
+    rows: usize,
+}
+
+impl InsertBuilder {
+    /// A builder for statements into `table`.
+    pub fn new(dialect: Dialect, table: &TableName) -> Self {
+        InsertBuilder {
+            dialect,
+            head: format!("INSERT INTO {table} ({COLUMNS}) VALUES").into_bytes(),
+            stmt: Vec::new(),
+            row: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Formats `event` as a row, ready for [`InsertBuilder::commit_row`].
+    /// Returns the size the statement would have with it.
+    pub fn format_row(&mut self, event: &Event) -> usize {
+        let d = self.dialect;
+        let out = &mut self.row;
+        out.clear();
+        out.extend_from_slice(b"\n  (");
+        // Server-made values hold no quote or backslash.
+        out.push(b'\'');
+        out.extend_from_slice(
+            event
+                .id
+                .as_hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"', '");
+        out.extend_from_slice(event.ip.to_string().as_bytes());
+        out.extend_from_slice(b"', ");
+        match &event.user_agent {
+            Some(ua) => d.push_literal(out, ua),
+            None => out.extend_from_slice(b"NULL"),
+        }
+        out.extend_from_slice(b", ");
+        d.push_literal(out, &event.event);
+        out.extend_from_slice(b", ");
+        d.push_literal(out, &event.user);
+        out.extend_from_slice(b", ");
+        d.push_literal(out, &event.location);
+        out.extend_from_slice(b", '");
+        out.extend_from_slice(
+            event
+                .received_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"', ");
+        d.push_literal(out, &event.extra);
+        out.push(b')');
+        self.len_with_row()
+    }
+
+    fn len_with_row(&self) -> usize {
+        let base = if self.stmt.is_empty() {
+            self.head.len()
+        } else {
+            self.stmt.len() + 1
+        };
+        base + self.row.len() + 2
+    }
+
+    /// Appends the row last formatted to the statement.
+    pub fn commit_row(&mut self) {
+        if self.stmt.is_empty() {
+            self.stmt.extend_from_slice(&self.head);
+        } else {
+            self.stmt.push(b',');
+        }
+        self.stmt.extend_from_slice(&self.row);
+        self.rows += 1;
+    }
+
+    /// Formats and appends `event` in one step.
+    pub fn push(&mut self, event: &Event) {
+        self.format_row(event);
+        self.commit_row();
+    }
+
+    /// Rows in the pending statement.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of the pending statement, terminator included.
+    pub fn len(&self) -> usize {
+        if self.stmt.is_empty() {
+            0
+        } else {
+            self.stmt.len() + 2
+        }
+    }
+
+    /// Whether no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Ends the pending statement with `;\n` and returns it; the builder is
+    /// empty afterwards and keeps its buffers for the next statement.
+    pub fn finish(&mut self) -> &[u8] {
+        self.stmt.extend_from_slice(b";\n");
+        self.rows = 0;
+        &self.stmt
+    }
+
+    /// Forgets the finished statement.
+    pub fn clear(&mut self) {
+        self.stmt.clear();
+        self.rows = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Instant;
+
+    fn literal(d: Dialect, v: &str) -> String {
+        let mut out = Vec::new();
+        d.push_literal(&mut out, v);
+        String::from_utf8(out).expect("utf-8 in, utf-8 out")
+    }
+
+    #[test]
+    fn quotes_are_doubled() {
+        assert_eq!(
+            literal(Dialect::Postgres, "x'); DROP TABLE events; --"),
+            "'x''); DROP TABLE events; --'"
+        );
+        assert_eq!(literal(Dialect::Sqlite, "it's"), "'it''s'");
+    }
+
+    #[test]
+    fn postgres_backslashes_use_escape_strings() {
+        assert_eq!(literal(Dialect::Postgres, r"a\'b"), r"E'a\\''b'");
+        assert_eq!(literal(Dialect::Sqlite, r"a\'b"), r"'a\''b'");
+    }
+
+    #[test]
+    fn table_names_must_be_plain_identifiers() {
+        assert!("events".parse::<TableName>().is_ok());
+        assert!("analytics.events_2".parse::<TableName>().is_ok());
+        for bad in ["", "1x", "a b", "x;drop", "a.b.c", "\"q\""] {
+            assert!(bad.parse::<TableName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statement_has_every_row_and_one_terminator() {
+        let table: TableName = "events".parse().expect("valid");
+        let mut b = InsertBuilder::new(Dialect::Postgres, &table);
+        let event = Event {
+            id: uuid::Uuid::nil(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: None,
+            event: "click".into(),
+            user: "o'brien".into(),
+            location: "home".into(),
+            received_at: DateTime::from_timestamp(0, 1_000).unwrap_or_default(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        };
+        let predicted = b.format_row(&event);
+        b.commit_row();
+        assert_eq!(b.len(), predicted);
+        b.push(&event);
+        assert_eq!(b.rows(), 2);
+        let expected_len = b.len();
+        let sql = String::from_utf8(b.finish().to_vec()).expect("utf-8");
+        assert_eq!(sql.len(), expected_len);
+        assert_eq!(
+            sql,
+            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra) VALUES\n  \
+             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}'),\n  \
+             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}');\n"
+        );
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.len(), 0);
+    }
+}

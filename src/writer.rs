@@ -1,0 +1,189 @@
+//! The writer: a dedicated thread that turns queued events into statements.
+//!
+//! It blocks for a batch's first event, then keeps taking events until one of
+//! the flush triggers fires — max rows, max statement bytes, linger time since
+//! the first event, or shutdown — and hands one multi-row INSERT to the sink.
+//! A failed write is retried with backoff while the queue fills behind it, so
+//! a slow or broken sink turns into 503s at the front door, never into loss.
+
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::event::Event;
+use crate::queue::{Queue, Recv};
+use crate::sink::Sink;
+use crate::sql::{Dialect, InsertBuilder, TableName};
+
+/// How long the idle writer sleeps between checks for shutdown.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// First and longest wait between attempts to write a failed statement.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Attempts per statement once shutdown has begun, before giving up.
+const SHUTDOWN_ATTEMPTS: u32 = 5;
+
+/// When a batch is flushed.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most rows in one statement.
+    pub max_rows: usize,
+    /// Most bytes in one statement (a single larger row gets its own).
+    pub max_bytes: usize,
+    /// Longest time a batch's first event waits for company.
+    pub linger: Duration,
+    /// SQL flavour of the statements.
+    pub dialect: Dialect,
+    /// Table the statements insert into.
+    pub table: TableName,
+}
+
+/// Which condition ended a batch. The words are stable metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The batch reached `max_rows`.
+    Rows,
+    /// The next row would have passed `max_bytes`.
+    Bytes,
+    /// `linger` passed since the batch's first event.
+    Linger,
+    /// The queue was closed and drained.
+    Shutdown,
+}
+
+impl Trigger {
+    /// The bounded word used in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Rows => "rows",
+            Trigger::Bytes => "bytes",
+            Trigger::Linger => "linger",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What the writer did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterReport {
+    /// Events in statements the sink accepted.
+    pub events_written: u64,
+    /// Statements the sink accepted.
+    pub batches_written: u64,
+}
+
+/// The writer stopped with events it could not write.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the sink failed during shutdown; {events_lost} accepted events were not written: {source}"
+)]
+pub struct WriterError {
+    /// Accepted events that never reached the sink.
+    pub events_lost: u64,
+    /// What the sink said last.
+    pub source: io::Error,
+    /// What was written before the failure.
+    pub report: WriterReport,
+}
+
+/// Starts the writer thread. It returns once the queue is closed and drained.
+pub fn spawn(
+    queue: Arc<Queue>,
+    sink: Box<dyn Sink>,
+    config: WriterConfig,
+) -> io::Result<JoinHandle<Result<WriterReport, WriterError>>> {
+    let writer = Writer {
+        builder: InsertBuilder::new(config.dialect, &config.table),
+        queue,
+        sink,
+        config,
+        report: WriterReport::default(),
+    };
+    thread::Builder::new()
+        .name("trackd-writer".into())
+        .spawn(move || writer.run())
+}
+
+struct Writer {
+    queue: Arc<Queue>,
+    sink: Box<dyn Sink>,
+    config: WriterConfig,
+    builder: InsertBuilder,
+    report: WriterReport,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<WriterReport, WriterError> {
+        loop {
+            let first = match self.queue.recv_deadline(Instant::now() + IDLE_POLL) {
+                Recv::Event(event) => event,
+                Recv::Timeout => continue,
+                Recv::Drained => return Ok(self.report),
+            };
+            let mut deadline = Instant::now() + self.config.linger;
+            if self.add(&first)? {
+                deadline = Instant::now() + self.config.linger;
+            }
+            let trigger = loop {
+                if self.builder.rows() >= self.config.max_rows {
+                    break Trigger::Rows;
+                }
+                match self.queue.recv_deadline(deadline) {
+                    Recv::Event(event) => {
+                        if self.add(&event)? {
+                            deadline = Instant::now() + self.config.linger;
+                        }
+                    }
+                    Recv::Timeout => break Trigger::Linger,
+                    Recv::Drained => {
+                        self.flush(Trigger::Shutdown)?;
+                        return Ok(self.report);
+                    }
+                }
+            };
+            self.flush(trigger)?;
+        }
+    }
+
+    /// Adds `event` to the batch, first flushing the batch if the event
+    /// would push it past `max_bytes`. Returns whether it flushed.
+    fn add(&mut self, event: &Event) -> Result<bool, WriterError> {
+        let size = self.builder.format_row(event);
+        let flushed = size > self.config.max_bytes && !self.builder.is_empty();
+        if flushed {
+            // The formatted row waits in its own buffer while the batch goes.
+            self.flush(Trigger::Bytes)?;
+        }
+        self.builder.commit_row();
+        Ok(flushed)
+    }
+
+    fn flush(&mut self, trigger: Trigger) -> Result<(), WriterError> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let rows = self.builder.rows() as u64;
+        let statement = self.builder.finish();
+        let mut wait = RETRY_MIN;
+        let mut attempts = 0;
+        while let Err(error) = self.sink.write_statement(statement) {
+            attempts += 1;
+            tracing::error!(%error, rows, attempts, "sink write failed; retrying");
+            if self.queue.is_closed() && attempts >= SHUTDOWN_ATTEMPTS {
+                return Err(WriterError {
+                    events_lost: rows + self.queue.depth() as u64,
+                    source: error,
+                    report: self.report.clone(),
+                });
+            }
+            thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+        self.builder.clear();
+        self.report.events_written += rows;
+        self.report.batches_written += 1;
+        tracing::debug!(rows, trigger = trigger.as_str(), "batch written");
+        Ok(())
+    }
+}
