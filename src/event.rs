@@ -441,7 +441,7 @@ fn unstorable_escape(raw: &str) -> Option<&'static str> {
     pending_high.then_some("it contains a lone UTF-16 surrogate escape")
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal, escaped as `serde_json` escapes it.
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -451,6 +451,8 @@ fn push_json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => {
                 use fmt::Write;
                 let _ = write!(out, "\\u{:04x}", c as u32);
@@ -634,6 +636,15 @@ mod tests {
         let e = parse(r#"{"event":"a","user":"b","location":"c","we\"ird\n":1}"#).expect("ok");
         let v: serde_json::Value = serde_json::from_str(&e.extra).expect("extra is JSON");
         assert_eq!(v["we\"ird\n"], 1);
+    }
+
+    #[test]
+    fn keys_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é😀\u{2028}");
+        let mut ours = String::new();
+        push_json_string(&mut ours, &all);
+        assert_eq!(ours, serde_json::to_string(&all).expect("serializable"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! or not at all, and a full queue is known at once instead of waited on.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -13,6 +13,8 @@ use crate::event::Event;
 
 /// Set in [`Queue::state`] once the queue takes no more events.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+/// How often a waiting receiver checks whether the queue was closed.
+const CLOSE_POLL: Duration = Duration::from_millis(10);
 
 /// Why events were not enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -100,18 +102,26 @@ impl Queue {
         self.push_all(vec![event])
     }
 
-    /// Waits until `deadline` for the next event.
+    /// Waits until `deadline` for the next event. Returns [`Recv::Drained`]
+    /// promptly once the queue is closed and empty, whatever the deadline.
     pub fn recv_deadline(&self, deadline: Instant) -> Recv {
-        match self.rx.recv_deadline(deadline) {
-            Ok(event) => {
-                self.state.fetch_sub(1, Ordering::AcqRel);
-                Recv::Event(event)
+        loop {
+            let slice = deadline.min(Instant::now() + CLOSE_POLL);
+            match self.rx.recv_deadline(slice) {
+                Ok(event) => {
+                    self.state.fetch_sub(1, Ordering::AcqRel);
+                    return Recv::Event(event);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.state.load(Ordering::Acquire) == CLOSED {
+                        return Recv::Drained;
+                    }
+                    if Instant::now() >= deadline {
+                        return Recv::Timeout;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return Recv::Drained,
             }
-            Err(RecvTimeoutError::Timeout) if self.state.load(Ordering::Acquire) == CLOSED => {
-                Recv::Drained
-            }
-            Err(RecvTimeoutError::Timeout) => Recv::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Recv::Drained,
         }
     }
 
@@ -148,7 +158,6 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use std::net::{IpAddr, Ipv4Addr};
-    use std::time::Duration;
 
     fn event() -> Event {
         Event {
@@ -207,6 +216,19 @@ mod tests {
         assert_eq!(q.push(event()), Err(EnqueueError::Closed));
         assert!(matches!(q.recv_deadline(soon()), Recv::Event(_)));
         assert!(matches!(q.recv_deadline(soon()), Recv::Drained));
+    }
+
+    #[test]
+    fn close_wakes_a_receiver_waiting_on_a_far_deadline() {
+        let q = std::sync::Arc::new(Queue::new(1));
+        let closer = q.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            closer.close();
+        });
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert!(matches!(q.recv_deadline(far), Recv::Drained));
+        t.join().expect("closer thread");
     }
 
     #[test]

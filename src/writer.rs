@@ -16,8 +16,8 @@ use crate::queue::{Queue, Recv};
 use crate::sink::Sink;
 use crate::sql::{Dialect, InsertBuilder, TableName};
 
-/// How long the idle writer sleeps between checks for shutdown.
-const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How long the idle writer waits at a time (the queue wakes it on shutdown).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// First and longest wait between attempts to write a failed statement.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -116,7 +116,7 @@ struct Writer {
 impl Writer {
     fn run(mut self) -> Result<WriterReport, WriterError> {
         loop {
-            let first = match self.queue.recv_deadline(Instant::now() + IDLE_POLL) {
+            let first = match self.queue.recv_deadline(Instant::now() + IDLE_WAIT) {
                 Recv::Event(event) => event,
                 Recv::Timeout => continue,
                 Recv::Drained => return Ok(self.report),

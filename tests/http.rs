@@ -1,0 +1,501 @@
+//! The HTTP contract, over a real socket: statuses, JSON bodies, and rows.
+
+mod common;
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{fixed_clock, output, row_ids, TestServer};
+use reqwest::header::{ALLOW, CONTENT_ENCODING, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde_json::Value;
+use trackd::sink::{MemorySink, Sink};
+
+const SEED_BODY: &str =
+    r#"{"event": "click", "location": "dashboard", "user": "sylvia327", "otherParam": "otherVal"}"#;
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status();
+    let json = response.json::<Value>().await.expect("JSON body");
+    (status, json)
+}
+
+#[tokio::test]
+async fn seed_request_is_acknowledged_and_written_as_an_insert() {
+    let sink = MemorySink::new();
+    let (clock, at) = fixed_clock();
+    let server = TestServer::start_with_clock(&[], Box::new(sink.clone()), clock).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(server.url("/track"))
+        .header("Content-Type", "application/json")
+        .header("User-Agent", "Custom User Agent String")
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["message"], "Success!");
+    let id = body["id"].as_str().expect("id is a string").to_owned();
+    assert_eq!(
+        uuid::Uuid::parse_str(&id).expect("uuid").get_version_num(),
+        7
+    );
+
+    server.stop().await;
+    assert_eq!(
+        output(&sink),
+        format!(
+            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra) VALUES\n  \
+             ('{id}', '127.0.0.1', 'Custom User Agent String', 'click', 'sylvia327', 'dashboard', '{at}', '{{\"otherParam\":\"otherVal\"}}');\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn body_is_json_whatever_the_content_type_says() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&[], Box::new(sink.clone())).await;
+    let client = reqwest::Client::new();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let response = client
+            .post(server.url("/track"))
+            .header("Content-Type", content_type)
+            .body(SEED_BODY)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+    }
+    server.stop().await;
+    assert_eq!(row_ids(&output(&sink)).len(), 3);
+}
+
+#[tokio::test]
+async fn missing_user_agent_is_null() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&[], Box::new(sink.clone())).await;
+    let (status, _) = post(&reqwest::Client::new(), &server.url("/track"), SEED_BODY).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+    assert!(output(&sink).contains("', '127.0.0.1', NULL, 'click'"));
+}
+
+#[tokio::test]
+async fn invalid_requests_get_400_naming_the_problem() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&[], Box::new(sink.clone())).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/track");
+    let cases = [
+        ("", "invalid_json", None),
+        ("{not json", "invalid_json", None),
+        ("[1,2]", "invalid_json", None),
+        (
+            r#"{"event":"a","user":"b"}"#,
+            "missing_field",
+            Some("location"),
+        ),
+        (
+            r#"{"event":["a"],"user":"b","location":"c"}"#,
+            "invalid_field",
+            Some("event"),
+        ),
+        (
+            r#"{"event":"a","user":true,"location":"c"}"#,
+            "invalid_field",
+            Some("user"),
+        ),
+        (
+            r#"{"event":"","user":"b","location":"c"}"#,
+            "invalid_field",
+            Some("event"),
+        ),
+        (
+            r#"{"event":"a\u0000","user":"b","location":"c"}"#,
+            "unstorable_value",
+            Some("event"),
+        ),
+        (
+            r#"{"event":"a","user":"b","location":"c","x":"\udc00"}"#,
+            "unstorable_value",
+            Some("x"),
+        ),
+    ];
+    for (body, reason, field) in cases {
+        let (status, json) = post(&client, &url, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(json["reason"], reason, "{body}");
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        if let Some(field) = field {
+            assert_eq!(json["field"], field, "{body}");
+            assert!(
+                json["message"].as_str().unwrap_or("").contains(field),
+                "{body}"
+            );
+        }
+    }
+    server.stop().await;
+    assert_eq!(output(&sink), "", "nothing invalid is written");
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_json() {
+    let server = TestServer::start(&[], Box::new(MemorySink::new())).await;
+    let response = reqwest::get(server.url("/nope")).await.expect("sent");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["reason"], "not_found");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let server = TestServer::start(&[], Box::new(MemorySink::new())).await;
+    let response = reqwest::get(server.url("/track")).await.expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[ALLOW], "POST");
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["reason"], "method_not_allowed");
+    let response = reqwest::Client::new()
+        .post(server.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(response.headers()[ALLOW]
+        .to_str()
+        .expect("ascii")
+        .contains("GET"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_413_whether_declared_or_streamed() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&["--max-body-bytes", "1000"], Box::new(sink.clone())).await;
+    let client = reqwest::Client::new();
+    let padding = "x".repeat(2000);
+    let big = format!(r#"{{"event":"a","user":"b","location":"c","pad":"{padding}"}}"#);
+
+    let (status, json) = post(&client, &server.url("/track"), big.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json["reason"], "body_too_large");
+
+    // No Content-Length: the limit must hold while reading the stream.
+    let chunks: Vec<Result<String, io::Error>> = big
+        .as_bytes()
+        .chunks(100)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).expect("ascii")))
+        .collect();
+    let stream = reqwest::Body::wrap_stream(futures_stream(chunks));
+    let (status, json) = post(&client, &server.url("/track"), stream).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json["reason"], "body_too_large");
+
+    let (status, _) = post(&client, &server.url("/track"), SEED_BODY).await;
+    assert_eq!(status, StatusCode::OK, "a small body still works");
+    server.stop().await;
+    assert_eq!(row_ids(&output(&sink)).len(), 1);
+}
+
+fn futures_stream(
+    items: Vec<Result<String, io::Error>>,
+) -> impl tokio_stream::Stream<Item = Result<String, io::Error>> + Send + Sync + 'static {
+    tokio_stream::iter(items)
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted_and_bombs_refused() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(
+        &["--max-decompressed-bytes", "100000"],
+        Box::new(sink.clone()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let gzip = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("compress")
+    };
+
+    let response = client
+        .post(server.url("/track"))
+        .header(CONTENT_ENCODING, "gzip")
+        .body(gzip(SEED_BODY.as_bytes()))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let bomb = gzip(&vec![b' '; 10_000_000]);
+    assert!(bomb.len() < 100_000, "the bomb is small on the wire");
+    let response = client
+        .post(server.url("/track"))
+        .header(CONTENT_ENCODING, "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let response = client
+        .post(server.url("/track"))
+        .header(CONTENT_ENCODING, "gzip")
+        .body("not gzip at all")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let response = client
+        .post(server.url("/track"))
+        .header(CONTENT_ENCODING, "br")
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["reason"], "unsupported_encoding");
+
+    server.stop().await;
+    assert_eq!(row_ids(&output(&sink)).len(), 1);
+}
+
+#[tokio::test]
+async fn batch_enqueues_valid_events_and_reports_each_rejected_one() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&[], Box::new(sink.clone())).await;
+    let client = reqwest::Client::new();
+    let body = r#"[
+        {"event":"a","user":"u1","location":"l"},
+        {"event":"b","user":"u2"},
+        42,
+        {"event":"c","user":7,"location":"l","k":[1,{"x":null}]}
+    ]"#;
+    let (status, json) = post(&client, &server.url("/batch"), body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["accepted"], 2);
+    let ids: Vec<String> = json["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("str").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let rejected = json["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["reason"], "missing_field");
+    assert_eq!(rejected[0]["field"], "location");
+    assert_eq!(rejected[1]["index"], 2);
+    assert_eq!(rejected[1]["reason"], "invalid_json");
+
+    let (status, json) = post(
+        &client,
+        &server.url("/batch"),
+        r#"{"batch":[{"event":"d","user":"u","location":"l"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["accepted"], 1);
+
+    let (status, json) = post(&client, &server.url("/batch"), r#"[{"event":"x"}]"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["accepted"], 0);
+    assert_eq!(json["rejected"][0]["field"], "user");
+
+    let (status, json) = post(&client, &server.url("/batch"), "[]").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["reason"], "empty_batch");
+
+    server.stop().await;
+    let written = row_ids(&output(&sink));
+    assert_eq!(written.len(), 3);
+    assert_eq!(&written[..2], &ids[..]);
+    assert!(output(&sink).contains(r#"'{"k":[1,{"x":null}]}'"#));
+}
+
+/// A sink that reports each write and then blocks until released.
+struct StalledSink {
+    started: mpsc::Sender<()>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
+    inner: MemorySink,
+}
+
+impl Sink for StalledSink {
+    fn write_statement(&mut self, statement: &[u8]) -> io::Result<()> {
+        let _ = self.started.send(());
+        let _ = self.release.lock().expect("lock").recv();
+        self.inner.write_statement(statement)
+    }
+}
+
+#[tokio::test]
+async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let memory = MemorySink::new();
+    let sink = StalledSink {
+        started: started_tx,
+        release: Arc::new(Mutex::new(release_rx)),
+        inner: memory.clone(),
+    };
+    let server = TestServer::start(
+        &[
+            "--queue-capacity",
+            "3",
+            "--batch-max-rows",
+            "1",
+            "--linger-ms",
+            "0",
+        ],
+        Box::new(sink),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = server.url("/track");
+
+    // The writer takes the first event and stalls in the sink…
+    assert_eq!(post(&client, &url, SEED_BODY).await.0, StatusCode::OK);
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the sink was called");
+    // …so three more fill the queue…
+    let mut acked = 1;
+    for _ in 0..3 {
+        assert_eq!(post(&client, &url, SEED_BODY).await.0, StatusCode::OK);
+        acked += 1;
+    }
+    // …and the next single event, and a batch that would not fit whole, get 503.
+    let response = client
+        .post(&url)
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[RETRY_AFTER], "1");
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["reason"], "queue_full");
+    let (status, json) = post(
+        &client,
+        &server.url("/batch"),
+        format!("[{SEED_BODY},{SEED_BODY}]"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json["reason"], "queue_full");
+    // A batch larger than the whole queue could never fit: 413, not 503.
+    let (status, json) = post(
+        &client,
+        &server.url("/batch"),
+        format!("[{SEED_BODY},{SEED_BODY},{SEED_BODY},{SEED_BODY}]"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json["reason"], "batch_too_large");
+
+    for _ in 0..acked {
+        release_tx.send(()).expect("release one write");
+    }
+    let report = server.stop().await;
+    assert_eq!(report.events_written, acked);
+    assert_eq!(row_ids(&output(&memory)).len() as u64, acked);
+}
+
+#[tokio::test]
+async fn forwarded_for_is_used_only_when_trusted() {
+    for (args, expected) in [
+        (&[][..], "'127.0.0.1'"),
+        (&["--trust-forwarded-for"][..], "'203.0.113.9'"),
+    ] {
+        let sink = MemorySink::new();
+        let server = TestServer::start(args, Box::new(sink.clone())).await;
+        let response = reqwest::Client::new()
+            .post(server.url("/track"))
+            .header("X-Forwarded-For", "10.9.9.9, not-an-ip, 203.0.113.9")
+            .body(SEED_BODY)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::OK);
+        server.stop().await;
+        assert!(
+            output(&sink).contains(expected),
+            "{args:?}: {}",
+            output(&sink)
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_events_share_one_statement() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(
+        &["--linger-ms", "60000", "--batch-max-rows", "50"],
+        Box::new(sink.clone()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let batch = format!("[{}]", vec![SEED_BODY; 120].join(","));
+    let (status, json) = post(&client, &server.url("/batch"), batch).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["accepted"], 120);
+    server.stop().await;
+    let statements = sink.statements();
+    let sizes: Vec<usize> = statements.iter().map(|s| row_ids(s).len()).collect();
+    assert_eq!(
+        sizes,
+        [50, 50, 20],
+        "rows trigger twice, shutdown flushes the rest"
+    );
+}
+
+#[tokio::test]
+async fn statements_stay_under_the_byte_limit() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(
+        &["--linger-ms", "60000", "--batch-max-bytes", "4096"],
+        Box::new(sink.clone()),
+    )
+    .await;
+    let batch = format!("[{}]", vec![SEED_BODY; 100].join(","));
+    let (status, _) = post(&reqwest::Client::new(), &server.url("/batch"), batch).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+    let statements = sink.statements();
+    assert!(statements.len() > 1);
+    assert!(statements.iter().all(|s| s.len() <= 4096));
+    let total: usize = statements.iter().map(|s| row_ids(s).len()).sum();
+    assert_eq!(total, 100);
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = TestServer::start(&[], Box::new(MemorySink::new())).await;
+    let response = reqwest::get(server.url("/healthz")).await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = reqwest::get(server.url("/readyz")).await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    server.stop().await;
+}
