@@ -28,23 +28,21 @@ impl Dialect {
     /// PostgreSQL reads backslashes literally in `'…'` only while
     /// `standard_conforming_strings` is on, so a value holding one is written
     /// as an escape string `E'…'`, which reads the same under either setting.
+    ///
+    /// The `sqlite3` shell drops a carriage return that ends an input line,
+    /// even inside a literal, so for SQLite a CR is spliced in as `char(13)`.
     pub fn push_literal(self, out: &mut Vec<u8>, value: &str) {
-        let bytes = value.as_bytes();
-        let escape_backslash = self == Dialect::Postgres && bytes.contains(&b'\\');
-        if escape_backslash {
-            out.push(b'E');
-        }
-        out.push(b'\'');
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\'' || (escape_backslash && b == b'\\') {
-                out.extend_from_slice(&bytes[start..=i]);
-                out.push(b);
-                start = i + 1;
+        match self {
+            Dialect::Postgres => push_quoted(out, value, value.as_bytes().contains(&b'\\')),
+            Dialect::Sqlite => {
+                for (i, piece) in value.split('\r').enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b" || char(13) || ");
+                    }
+                    push_quoted(out, piece, false);
+                }
             }
         }
-        out.extend_from_slice(&bytes[start..]);
-        out.push(b'\'');
     }
 
     /// The `CREATE TABLE IF NOT EXISTS` statement for `table`.
@@ -83,6 +81,26 @@ impl fmt::Display for Dialect {
             Dialect::Sqlite => "sqlite",
         })
     }
+}
+
+/// Writes `'value'` with quotes doubled, or `E'value'` with backslashes
+/// doubled too when `escape_backslash` is set.
+fn push_quoted(out: &mut Vec<u8>, value: &str, escape_backslash: bool) {
+    let bytes = value.as_bytes();
+    if escape_backslash {
+        out.push(b'E');
+    }
+    out.push(b'\'');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\'' || (escape_backslash && b == b'\\') {
+            out.extend_from_slice(&bytes[start..=i]);
+            out.push(b);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'\'');
 }
 
 /// A table name checked to be a plain (optionally schema-qualified) identifier,
@@ -275,6 +293,15 @@ mod tests {
     fn postgres_backslashes_use_escape_strings() {
         assert_eq!(literal(Dialect::Postgres, r"a\'b"), r"E'a\\''b'");
         assert_eq!(literal(Dialect::Sqlite, r"a\'b"), r"'a\''b'");
+    }
+
+    #[test]
+    fn sqlite_carriage_returns_are_spliced_in() {
+        assert_eq!(
+            literal(Dialect::Sqlite, "a\r\nb\r"),
+            "'a' || char(13) || '\nb' || char(13) || ''"
+        );
+        assert_eq!(literal(Dialect::Postgres, "a\r\n"), "'a\r\n'");
     }
 
     #[test]

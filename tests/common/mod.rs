@@ -214,7 +214,9 @@ pub fn require_postgres() {
 /// Runs SQL through `psql` (stopping at the first error) and returns stdout.
 pub fn psql(input: &str) -> Result<String, String> {
     run_with_stdin(
-        Command::new("psql").args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]),
+        Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .env("PGOPTIONS", "-c client_min_messages=warning"),
         input,
     )
 }
