@@ -161,11 +161,7 @@ proptest! {
 
 fn hostile() -> Vec<(Sent, Option<&'static str>)> {
     let deep_array = format!("{}1{}", "[".repeat(100), "]".repeat(100));
-    let deep_object = format!(
-        "{}{}",
-        r#"{"a":"#.repeat(60),
-        format!("null{}", "}".repeat(60))
-    );
+    let deep_object = format!("{}null{}", r#"{"a":"#.repeat(60), "}".repeat(60));
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let cases: Vec<(Sent, Option<&'static str>)> = vec![
         (
@@ -282,7 +278,10 @@ fn hostile() -> Vec<(Sent, Option<&'static str>)> {
     cases
 }
 
-fn run_hostile(dialect: &str) -> (String, Vec<(String, Sent, Option<&'static str>)>) {
+/// An acknowledged event: its id, what was sent, and the User-Agent sent with it.
+type Acked = (String, Sent, Option<&'static str>);
+
+fn run_hostile(dialect: &str) -> (String, Vec<Acked>) {
     let table = format!("hostile_{dialect}");
     let server =
         TrackdProcess::start(&["--dialect", dialect, "--table", &table, "--linger-ms", "20"]);
@@ -345,7 +344,7 @@ fn run_hostile(dialect: &str) -> (String, Vec<(String, Sent, Option<&'static str
     (stdout, acked)
 }
 
-fn check_hostile(rows: &[StoredRow], mut acked: Vec<(String, Sent, Option<&'static str>)>) {
+fn check_hostile(rows: &[StoredRow], mut acked: Vec<Acked>) {
     acked.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(rows.len(), acked.len(), "every acknowledged event is a row");
     for (row, (id, sent, user_agent)) in rows.iter().zip(acked) {
