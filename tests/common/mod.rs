@@ -97,6 +97,8 @@ pub struct TrackdProcess {
     pub child: Child,
     pub addr: SocketAddr,
     stderr: Arc<std::sync::Mutex<String>>,
+    /// Reads stdout as it comes, so a full pipe never stalls the writer.
+    stdout: std::thread::JoinHandle<String>,
 }
 
 impl TrackdProcess {
@@ -110,6 +112,12 @@ impl TrackdProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn trackd");
+        let mut stdout = child.stdout.take().expect("stdout piped");
+        let stdout = std::thread::spawn(move || {
+            let mut out = String::new();
+            stdout.read_to_string(&mut out).expect("stdout is UTF-8");
+            out
+        });
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -135,6 +143,7 @@ impl TrackdProcess {
             child,
             addr,
             stderr: log,
+            stdout,
         }
     }
 
@@ -152,12 +161,6 @@ impl TrackdProcess {
 
     /// Sends SIGTERM, waits for exit, returns (exit success, stdout).
     pub fn terminate(mut self) -> (bool, String) {
-        let mut stdout = self.child.stdout.take().expect("stdout piped");
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            stdout.read_to_string(&mut out).expect("stdout is UTF-8");
-            out
-        });
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -170,7 +173,7 @@ impl TrackdProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let out = reader.join().expect("reader thread");
+        let out = self.stdout.join().expect("stdout reader thread");
         (status.success(), out)
     }
 
