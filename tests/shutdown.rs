@@ -19,7 +19,7 @@ fn sigterm_under_load_writes_every_acknowledged_event() {
     let stop = Arc::new(AtomicBool::new(false));
     let track_url = server.url("/track");
     let batch_url = server.url("/batch");
-    let batch_body = format!("[{}]", vec![EVENT; 10].join(","));
+    let batch_body = format!("[{}]", [EVENT; 10].join(","));
 
     let clients: Vec<_> = (0..8)
         .map(|n| {
