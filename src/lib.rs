@@ -21,10 +21,12 @@
 //! - [`writer`]: the batching thread and its flush triggers.
 //! - [`sql`]: DDL and INSERT statement building, escaping per dialect.
 //! - [`sink`]: where statements go.
+//! - [`accept`]: the accept loop: connections, header timeout, graceful close.
 //! - [`server`]: wires the parts together and runs them until a drained shutdown.
 //! - [`shutdown`]: the signals that end a run.
 //! - [`clock`]: the injectable wall clock.
 
+pub mod accept;
 pub mod clock;
 pub mod config;
 pub mod event;

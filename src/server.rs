@@ -1,13 +1,13 @@
 //! Wiring: queue, writer thread and HTTP server, from start to drained shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::accept;
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
 use crate::http::{self, AppState};
@@ -43,7 +43,7 @@ pub async fn run(
     let writer = writer::spawn(queue.clone(), sink, config.writer())?;
     let state = Arc::new(AppState::new(&config, queue.clone(), clock));
     let draining = state.draining.clone();
-    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::app(state);
 
     let (started_tx, mut started_rx) = tokio::sync::watch::channel(false);
     let graceful = async move {
@@ -52,10 +52,11 @@ pub async fn run(
         tracing::info!("shutdown requested: finishing in-flight requests");
         let _ = started_tx.send(true);
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let header_timeout = Duration::from_millis(config.request_timeout_ms);
+    let serve = accept::serve(listener, app, header_timeout, graceful);
     let timeout = Duration::from_millis(config.shutdown_timeout_ms);
     tokio::select! {
-        result = serve => result?,
+        () = serve => {}
         () = async {
             let _ = started_rx.wait_for(|started| *started).await;
             tokio::time::sleep(timeout).await;
