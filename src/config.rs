@@ -72,7 +72,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_decompressed_bytes: u64,
 
-    /// Longest time to receive a request body, in milliseconds; slower clients get 408.
+    /// Longest time to receive a request's headers (else the connection is closed), and
+    /// then its body (else 408), in milliseconds each.
     #[arg(long, env = "TRACKD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
