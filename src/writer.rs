@@ -187,3 +187,86 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+    use chrono::Utc;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn event(n: usize) -> Event {
+        Event {
+            id: uuid::Uuid::now_v7(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: None,
+            event: format!("e{n}").into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: Utc::now(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        }
+    }
+
+    fn config(max_rows: usize) -> WriterConfig {
+        WriterConfig {
+            max_rows,
+            max_bytes: 1 << 20,
+            linger: Duration::from_millis(5),
+            dialect: Dialect::Postgres,
+            table: "events".parse().expect("table"),
+        }
+    }
+
+    /// Fails its first `failures` writes, then stores statements.
+    struct FlakySink {
+        failures: usize,
+        inner: MemorySink,
+    }
+
+    impl Sink for FlakySink {
+        fn write_statement(&mut self, statement: &[u8]) -> io::Result<()> {
+            if self.failures > 0 {
+                self.failures -= 1;
+                return Err(io::Error::other("disk on fire"));
+            }
+            self.inner.write_statement(statement)
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_retried_until_every_event_is_written_once() {
+        let queue = Arc::new(Queue::new(100));
+        let memory = MemorySink::new();
+        let sink = FlakySink {
+            failures: 2,
+            inner: memory.clone(),
+        };
+        queue.push_all((0..10).map(event).collect()).expect("room");
+        let writer = spawn(queue.clone(), Box::new(sink), config(4)).expect("spawn");
+        queue.close();
+        let report = writer.join().expect("no panic").expect("all written");
+        assert_eq!(report.events_written, 10);
+        let sql = memory.statements().concat();
+        for n in 0..10 {
+            assert_eq!(sql.matches(&format!("'e{n}'")).count(), 1, "e{n} once");
+        }
+        assert_eq!(report.batches_written, 3, "4 + 4 + 2 rows");
+    }
+
+    #[test]
+    fn a_sink_that_never_recovers_during_shutdown_reports_the_loss() {
+        let queue = Arc::new(Queue::new(100));
+        let sink = FlakySink {
+            failures: usize::MAX,
+            inner: MemorySink::new(),
+        };
+        queue.push_all((0..3).map(event).collect()).expect("room");
+        queue.close();
+        let writer = spawn(queue, Box::new(sink), config(1000)).expect("spawn");
+        let error = writer.join().expect("no panic").expect_err("cannot write");
+        assert_eq!(error.events_lost, 3);
+        assert_eq!(error.report.events_written, 0);
+    }
+}
