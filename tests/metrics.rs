@@ -408,3 +408,74 @@ fn every_failed_sink_write_is_counted_and_the_batch_still_written() {
     assert_eq!(sample(&text, "trackd_events_written_total"), 1.0);
     assert_eq!(inner.statements().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_serves_metrics_on_its_metrics_listener() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
+    let config = Config::parse_from([
+        "trackd",
+        "--metrics-listen",
+        &metrics_address,
+        "--linger-ms",
+        "5",
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let main_address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sink = MemorySink::new();
+    let server = tokio::spawn(trackd::server::run(
+        listener,
+        config,
+        Box::new(sink.clone()),
+        Arc::new(SystemClock),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{main_address}/track"))
+        .body(GOOD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let main_metrics = client
+        .get(format!("http://{main_address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main_metrics.status(), StatusCode::NOT_FOUND);
+
+    // The writer lingers 5 ms; poll until the event is reported written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = client
+            .get(format!("http://{metrics_address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if sample(&text, "trackd_events_written_total") == 1.0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sample(&text, "trackd_events_written_total"), 1.0);
+    assert_eq!(sample(&text, "trackd_events_accepted_total"), 1.0);
+    assert_eq!(sample(&text, "trackd_event_latency_seconds_count"), 1.0);
+    let unmatched = "trackd_http_requests_total{route=\"unmatched\",status=\"404\"}";
+    assert_eq!(sample(&text, unmatched), 1.0, "main listener's /metrics");
+
+    stop.send(()).unwrap();
+    let report = server.await.unwrap().expect("clean drain");
+    assert_eq!(report.events_written, 1);
+    assert_eq!(sink.statements().len(), 1);
+}
