@@ -479,3 +479,75 @@ async fn a_running_server_serves_metrics_on_its_metrics_listener() {
     assert_eq!(report.events_written, 1);
     assert_eq!(sink.statements().len(), 1);
 }
+
+#[test]
+fn every_reason_an_event_can_be_refused_for_is_preregistered() {
+    use trackd::event::{Reason, Rejection};
+    use trackd::http::ApiError;
+    use trackd::metrics::REJECTION_REASONS;
+
+    let reasons = [
+        Reason::InvalidJson,
+        Reason::MissingField,
+        Reason::InvalidField,
+        Reason::UnstorableValue,
+    ];
+    for reason in reasons {
+        // Exhaustive: a new Reason must be added to the list above.
+        match reason {
+            Reason::InvalidJson
+            | Reason::MissingField
+            | Reason::InvalidField
+            | Reason::UnstorableValue => {}
+        }
+    }
+    let mut errors: Vec<ApiError> = reasons
+        .into_iter()
+        .map(|reason| {
+            ApiError::Rejected(Rejection {
+                reason,
+                field: None,
+                message: String::new(),
+            })
+        })
+        .collect();
+    errors.extend([
+        ApiError::EmptyBatch,
+        ApiError::NoValidEvent(vec![]),
+        ApiError::BodyTooLarge { limit: 1 },
+        ApiError::DecompressedTooLarge { limit: 1 },
+        ApiError::UnsupportedEncoding("br".into()),
+        ApiError::InvalidGzip,
+        ApiError::BodyRead,
+        ApiError::Timeout,
+        ApiError::QueueFull,
+        ApiError::BatchTooLarge,
+        ApiError::ShuttingDown,
+        ApiError::NotFound,
+        ApiError::MethodNotAllowed,
+    ]);
+    for error in &errors {
+        // Exhaustive: a new ApiError must be sorted into one of these arms.
+        let refuses_events = match error {
+            // Not events: counted per event elsewhere, or no event at all.
+            ApiError::NoValidEvent(_) | ApiError::NotFound | ApiError::MethodNotAllowed => false,
+            ApiError::Rejected(_)
+            | ApiError::EmptyBatch
+            | ApiError::BodyTooLarge { .. }
+            | ApiError::DecompressedTooLarge { .. }
+            | ApiError::UnsupportedEncoding(_)
+            | ApiError::InvalidGzip
+            | ApiError::BodyRead
+            | ApiError::Timeout
+            | ApiError::QueueFull
+            | ApiError::BatchTooLarge
+            | ApiError::ShuttingDown => true,
+        };
+        let (_, word) = error.status_and_reason();
+        assert_eq!(
+            REJECTION_REASONS.contains(&word),
+            refuses_events,
+            "reason `{word}`"
+        );
+    }
+}
