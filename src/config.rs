@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "TRACKD_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
+    /// Serve GET /metrics on this address instead of on --listen (e.g. to keep
+    /// it off a public port). Unset: /metrics is on --listen.
+    #[arg(long, env = "TRACKD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Most events waiting to be written; when full, requests get 503 with Retry-After.
     #[arg(long, env = "TRACKD_QUEUE_CAPACITY", default_value_t = 50_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]

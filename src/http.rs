@@ -3,6 +3,10 @@
 //! Handlers do the cheap, parallel work — read the body within its limits,
 //! decompress within limits, parse, validate, stamp the request's metadata —
 //! and enqueue without waiting. A full queue is an immediate 503.
+//!
+//! Every request passes through [`observe`]: one `tracing` span with its
+//! route template, status and latency, and the request metrics. Handlers count
+//! events accepted and refused, per event, under bounded reason words.
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,21 +15,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, USER_AGENT};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
 use crate::event::{self, Event, Rejection, RequestMeta};
+use crate::metrics::Metrics;
 use crate::queue::{EnqueueError, Queue};
 
 /// Seconds a client is told to wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
+/// Content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What every handler shares.
 pub struct AppState {
@@ -43,11 +52,20 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Whether X-Forwarded-For names the client.
     pub trust_forwarded_for: bool,
+    /// Counters, gauges and histograms, rendered at GET /metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether [`app`] serves /metrics (false when it has its own listener).
+    pub metrics_on_main: bool,
 }
 
 impl AppState {
-    /// State for `queue` with the limits in `config`.
-    pub fn new(config: &Config, queue: Arc<Queue>, clock: Arc<dyn Clock>) -> Self {
+    /// State for `queue` with the limits in `config`, counting into `metrics`.
+    pub fn new(
+        config: &Config,
+        queue: Arc<Queue>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         AppState {
             queue,
             clock,
@@ -56,42 +74,114 @@ impl AppState {
             max_decompressed_bytes: to_usize(config.max_decompressed_bytes),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             trust_forwarded_for: config.trust_forwarded_for,
+            metrics,
+            metrics_on_main: config.metrics_listen.is_none(),
         }
     }
 }
 
-/// The router, with every route and fallback answering JSON.
+/// The router, with every route and fallback answering JSON. It serves
+/// /metrics too, unless `--metrics-listen` gave that its own [`metrics_app`].
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/track", post(track))
         .route("/batch", post(batch))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let router = if state.metrics_on_main {
+        router.route("/metrics", get(render_metrics))
+    } else {
+        router
+    };
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
+/// The router for `--metrics-listen`: /metrics alone.
+pub fn metrics_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// One span per request, and the request metrics. The route label is the
+/// matched template (`/track`), never the raw path, so it stays bounded.
+/// The span and its closing line are at debug level: at the default `info`
+/// there is no per-request logging on the hot path.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map(MatchedPath::as_str);
+    let span = tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
+        status = tracing::field::Empty,
+        latency_us = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.http_request(route, status, elapsed);
+    span.record("status", status);
+    span.record("latency_us", elapsed.as_micros() as u64);
+    span.in_scope(|| tracing::debug!("request answered"));
+    response
+}
+
 async fn track(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    match enqueue_one(&state, request).await {
+        Ok(id) => {
+            state.metrics.events_accepted(1);
+            Ok(Json(json!({"message": "Success!", "id": id})).into_response())
+        }
+        Err(error) => {
+            state
+                .metrics
+                .events_rejected(error.status_and_reason().1, 1);
+            Err(error)
+        }
+    }
+}
+
+/// Reads, validates and enqueues one event; returns its id.
+async fn enqueue_one(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
     let (meta, body) = state.read(request).await?;
     let event = event::parse_event(&body, &meta)?;
     let id = event.id;
     state.queue.push(event)?;
-    Ok(Json(json!({"message": "Success!", "id": id})).into_response())
+    Ok(id)
 }
 
 async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    let (meta, body) = state.read(request).await?;
-    let results = event::parse_batch(&body, &meta)?;
+    let metrics = &state.metrics;
+    // Until the body is split into events, a refused request counts once.
+    let refused_once = |error: ApiError| {
+        metrics.events_rejected(error.status_and_reason().1, 1);
+        error
+    };
+    let (meta, body) = state.read(request).await.map_err(refused_once)?;
+    let results = event::parse_batch(&body, &meta)
+        .map_err(ApiError::from)
+        .map_err(refused_once)?;
     if results.is_empty() {
-        return Err(ApiError::EmptyBatch);
+        return Err(refused_once(ApiError::EmptyBatch));
     }
     let mut events: Vec<Event> = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
     for (index, result) in results.into_iter().enumerate() {
         match result {
             Ok(event) => events.push(event),
-            Err(rejection) => rejected.push(rejection_json(&rejection, Some(index))),
+            Err(rejection) => {
+                metrics.events_rejected(rejection.reason.as_str(), 1);
+                rejected.push(rejection_json(&rejection, Some(index)));
+            }
         }
     }
     if events.is_empty() {
@@ -99,7 +189,12 @@ async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<R
     }
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     let accepted = events.len();
-    state.queue.push_all(events)?;
+    if let Err(error) = state.queue.push_all(events) {
+        let error = ApiError::from(error);
+        metrics.events_rejected(error.status_and_reason().1, accepted);
+        return Err(error);
+    }
+    metrics.events_accepted(accepted);
     Ok(Json(json!({
         "message": "Success!",
         "accepted": accepted,
@@ -107,6 +202,11 @@ async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<R
         "rejected": rejected,
     }))
     .into_response())
+}
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(state.queue.depth());
+    ([(CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

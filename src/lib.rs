@@ -19,6 +19,7 @@
 //! - [`event`]: the wire format and its validation into an [`event::Event`].
 //! - [`queue`]: the bounded, all-or-nothing queue between HTTP and the writer.
 //! - [`writer`]: the batching thread and its flush triggers.
+//! - [`metrics`]: every exported metric, registered at startup, rendered for `/metrics`.
 //! - [`sql`]: DDL and INSERT statement building, escaping per dialect.
 //! - [`sink`]: where statements go.
 //! - [`accept`]: the accept loop: connections, header timeout, graceful close.
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod metrics;
 pub mod queue;
 pub mod server;
 pub mod shutdown;

@@ -11,6 +11,7 @@ use crate::accept;
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::sink::Sink;
 use crate::writer::{self, WriterError, WriterReport};
@@ -29,9 +30,15 @@ pub enum RunError {
     WriterPanicked,
 }
 
+/// How often recorded histogram samples are folded into buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Serves on `listener` until `shutdown` resolves, then stops accepting,
 /// finishes in-flight requests (up to the shutdown timeout), drains the queue
 /// into `sink` and returns what was written.
+///
+/// With `--metrics-listen`, /metrics is served on its own listener until the
+/// queue is drained, so the drain itself can be watched.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -40,8 +47,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WriterReport, RunError> {
     let queue = Arc::new(Queue::new(to_usize(config.queue_capacity)));
-    let writer = writer::spawn(queue.clone(), sink, config.writer())?;
-    let state = Arc::new(AppState::new(&config, queue.clone(), clock));
+    let metrics = Arc::new(Metrics::new(&config));
+    let writer = writer::spawn(queue.clone(), sink, config.writer(), metrics.writer())?;
+    let state = Arc::new(AppState::new(
+        &config,
+        queue.clone(),
+        clock,
+        metrics.clone(),
+    ));
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+    if let Some(address) = config.metrics_listen {
+        let listener = TcpListener::bind(address).await?;
+        tracing::info!(address = %listener.local_addr()?, "serving /metrics");
+        let app = http::metrics_app(state.clone());
+        let header_timeout = Duration::from_millis(config.request_timeout_ms);
+        background.spawn(accept::serve(
+            listener,
+            app,
+            header_timeout,
+            std::future::pending(),
+        ));
+    }
     let draining = state.draining.clone();
     let app = http::app(state);
 
@@ -74,5 +107,6 @@ pub async fn run(
         batches_written = report.batches_written,
         "drained; every accepted event is written"
     );
+    background.shutdown().await;
     Ok(report)
 }

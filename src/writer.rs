@@ -12,6 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::event::Event;
+use crate::metrics::WriterMetrics;
 use crate::queue::{Queue, Recv};
 use crate::sink::Sink;
 use crate::sql::{Dialect, InsertBuilder, TableName};
@@ -92,13 +93,16 @@ pub fn spawn(
     queue: Arc<Queue>,
     sink: Box<dyn Sink>,
     config: WriterConfig,
+    metrics: WriterMetrics,
 ) -> io::Result<JoinHandle<Result<WriterReport, WriterError>>> {
     let writer = Writer {
         builder: InsertBuilder::new(config.dialect, &config.table),
+        accepted_at: Vec::with_capacity(config.max_rows.min(1 << 16)),
         queue,
         sink,
         config,
         report: WriterReport::default(),
+        metrics,
     };
     thread::Builder::new()
         .name("trackd-writer".into())
@@ -110,7 +114,10 @@ struct Writer {
     sink: Box<dyn Sink>,
     config: WriterConfig,
     builder: InsertBuilder,
+    /// When each event of the batch being built arrived, for accepted→written latency.
+    accepted_at: Vec<Instant>,
     report: WriterReport,
+    metrics: WriterMetrics,
 }
 
 impl Writer {
@@ -156,6 +163,7 @@ impl Writer {
             self.flush(Trigger::Bytes)?;
         }
         self.builder.commit_row();
+        self.accepted_at.push(event.accepted_at);
         Ok(flushed)
     }
 
@@ -167,8 +175,10 @@ impl Writer {
         let statement = self.builder.finish();
         let mut wait = RETRY_MIN;
         let mut attempts = 0;
+        let mut started = Instant::now();
         while let Err(error) = self.sink.write_statement(statement) {
             attempts += 1;
+            self.metrics.sink_error();
             tracing::error!(%error, rows, attempts, "sink write failed; retrying");
             if self.queue.is_closed() && attempts >= SHUTDOWN_ATTEMPTS {
                 return Err(WriterError {
@@ -179,7 +189,12 @@ impl Writer {
             }
             thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);
+            started = Instant::now();
         }
+        let write_time = started.elapsed();
+        self.metrics
+            .batch_written(trigger, rows as usize, write_time, &self.accepted_at);
+        self.accepted_at.clear();
         self.builder.clear();
         self.report.events_written += rows;
         self.report.batches_written += 1;
@@ -219,6 +234,10 @@ mod tests {
         }
     }
 
+    fn metrics() -> WriterMetrics {
+        crate::metrics::Metrics::new(&crate::config::Config::default()).writer()
+    }
+
     /// Fails its first `failures` writes, then stores statements.
     struct FlakySink {
         failures: usize,
@@ -244,7 +263,7 @@ mod tests {
             inner: memory.clone(),
         };
         queue.push_all((0..10).map(event).collect()).expect("room");
-        let writer = spawn(queue.clone(), Box::new(sink), config(4)).expect("spawn");
+        let writer = spawn(queue.clone(), Box::new(sink), config(4), metrics()).expect("spawn");
         queue.close();
         let report = writer.join().expect("no panic").expect("all written");
         assert_eq!(report.events_written, 10);
@@ -264,7 +283,7 @@ mod tests {
         };
         queue.push_all((0..3).map(event).collect()).expect("room");
         queue.close();
-        let writer = spawn(queue, Box::new(sink), config(1000)).expect("spawn");
+        let writer = spawn(queue, Box::new(sink), config(1000), metrics()).expect("spawn");
         let error = writer.join().expect("no panic").expect_err("cannot write");
         assert_eq!(error.events_lost, 3);
         assert_eq!(error.report.events_written, 0);
