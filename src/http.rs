@@ -43,6 +43,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Whether X-Forwarded-For names the client.
     pub trust_forwarded_for: bool,
+    /// Write keys and limits of the Segment-compatible /v1 routes.
+    pub segment: crate::v1::Settings,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             max_decompressed_bytes: to_usize(config.max_decompressed_bytes),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             trust_forwarded_for: config.trust_forwarded_for,
+            segment: crate::v1::Settings::new(config),
         }
     }
 }
@@ -67,6 +70,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/batch", post(batch))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/v1", crate::v1::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -133,6 +137,17 @@ async fn method_not_allowed() -> ApiError {
 impl AppState {
     /// Reads the body within limits and gathers what the request tells about its events.
     async fn read(&self, request: Request) -> Result<(RequestMeta, Bytes), ApiError> {
+        self.read_within(request, self.max_body_bytes, self.max_decompressed_bytes)
+            .await
+    }
+
+    /// [`AppState::read`] with the body limits of the route.
+    pub(crate) async fn read_within(
+        &self,
+        request: Request,
+        max_body_bytes: usize,
+        max_decompressed_bytes: usize,
+    ) -> Result<(RequestMeta, Bytes), ApiError> {
         let accepted_at = Instant::now();
         let (parts, body) = request.into_parts();
         let peer = parts
@@ -150,7 +165,9 @@ impl AppState {
             .headers
             .get(USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into());
-        let body = self.read_body(&parts.headers, body).await?;
+        let body = self
+            .read_body(&parts.headers, body, max_body_bytes, max_decompressed_bytes)
+            .await?;
         let meta = RequestMeta {
             ip,
             user_agent,
@@ -160,7 +177,13 @@ impl AppState {
         Ok((meta, body))
     }
 
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        max_body_bytes: usize,
+        max_decompressed_bytes: usize,
+    ) -> Result<Bytes, ApiError> {
         let gzip = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
             None => false,
             Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
@@ -171,7 +194,7 @@ impl AppState {
                 ))
             }
         };
-        let limit = self.max_body_bytes;
+        let limit = max_body_bytes;
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -192,7 +215,7 @@ impl AppState {
         if !gzip {
             return Ok(bytes);
         }
-        let limit = self.max_decompressed_bytes;
+        let limit = max_decompressed_bytes;
         let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(limit));
         flate2::read::MultiGzDecoder::new(&bytes[..])
             .take(limit as u64 + 1)
@@ -229,7 +252,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
     false
 }
 
-fn rejection_json(rejection: &Rejection, index: Option<usize>) -> serde_json::Value {
+pub(crate) fn rejection_json(rejection: &Rejection, index: Option<usize>) -> serde_json::Value {
     let mut body = json!({
         "message": rejection.message,
         "reason": rejection.reason.as_str(),
