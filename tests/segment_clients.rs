@@ -90,7 +90,16 @@ fn run_client(mut cmd: Command, trackd: &TrackdProcess) -> Value {
 fn land(table: &str, client: impl FnOnce(&TrackdProcess) -> Value) -> (Value, Vec<StoredRow>) {
     require_postgres();
     let trackd = TrackdProcess::start(&["--write-key", KEY, "--table", table, "--linger-ms", "20"]);
-    let report = client(&trackd);
+    let report = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client(&trackd))) {
+        Ok(report) => report,
+        Err(panic) => {
+            // Leave no trackd behind when the client fails.
+            let mut trackd = trackd;
+            let _ = trackd.child.kill();
+            let _ = trackd.child.wait();
+            std::panic::resume_unwind(panic);
+        }
+    };
     let (clean, sql) = trackd.terminate();
     assert!(clean, "trackd exits 0");
     let rows = replay_postgres(table, &schema(&["--table", table]), &sql);
