@@ -77,6 +77,30 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_decompressed_bytes: u64,
 
+    /// Largest Segment message accepted, in bytes: the body of /v1/track and the other
+    /// single-message routes (on the wire and after gzip), and each message of a /v1/batch.
+    #[arg(long, env = "TRACKD_MAX_MESSAGE_BYTES", default_value_t = 32 << 10,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_message_bytes: u64,
+
+    /// Largest /v1/batch (and /v1/import) body accepted, in bytes, on the wire and after gzip.
+    #[arg(long, env = "TRACKD_MAX_BATCH_BYTES", default_value_t = 500 << 10,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_batch_bytes: u64,
+
+    /// A write key that /v1/* requests must present, as the HTTP Basic username (as
+    /// Segment's libraries send it) or as ?writeKey= (for beacons). Repeat the flag
+    /// for several keys; the environment variable takes them comma-separated. Without
+    /// any, /v1/* is open. /track and /batch never ask for one.
+    #[arg(
+        long = "write-key",
+        env = "TRACKD_WRITE_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub write_keys: Vec<String>,
+
     /// Longest time to receive a request's headers (else the connection is closed), and
     /// then its body (else 408), in milliseconds each.
     #[arg(long, env = "TRACKD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]

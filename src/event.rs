@@ -41,6 +41,9 @@ pub struct Event {
     pub location: Box<str>,
     /// When the server received the request.
     pub received_at: DateTime<Utc>,
+    /// When the event happened, as best known: for Segment messages the client's
+    /// `timestamp` corrected for clock skew; otherwise `received_at`.
+    pub event_time: DateTime<Utc>,
     /// Every other body key, as the text of a JSON object (`{}` when none).
     pub extra: Box<str>,
     /// Monotonic time of acceptance, for accepted→written latency.
@@ -71,6 +74,8 @@ pub enum Reason {
     InvalidField,
     /// A value holds a character the database cannot store (U+0000, a lone surrogate).
     UnstorableValue,
+    /// One message of a batch is larger than the per-message limit.
+    MessageTooLarge,
 }
 
 impl Reason {
@@ -81,6 +86,7 @@ impl Reason {
             Reason::MissingField => "missing_field",
             Reason::InvalidField => "invalid_field",
             Reason::UnstorableValue => "unstorable_value",
+            Reason::MessageTooLarge => "message_too_large",
         }
     }
 }
@@ -98,7 +104,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: Reason, field: Option<&str>, message: String) -> Self {
+    pub(crate) fn new(reason: Reason, field: Option<&str>, message: String) -> Self {
         Rejection {
             reason,
             field: field.map(str::to_owned),
@@ -314,6 +320,7 @@ impl Wire<'_> {
             user: user.into(),
             location: location.into(),
             received_at: meta.received_at,
+            event_time: meta.received_at,
             extra: self.extra.into_boxed_str(),
             accepted_at: meta.accepted_at,
         })
@@ -401,7 +408,7 @@ fn json_kind(text: &str) -> &'static str {
 
 /// Finds a `\u` escape in raw JSON text that PostgreSQL cannot store:
 /// U+0000, or half of a UTF-16 surrogate pair without its other half.
-fn unstorable_escape(raw: &str) -> Option<&'static str> {
+pub(crate) fn unstorable_escape(raw: &str) -> Option<&'static str> {
     let bytes = raw.as_bytes();
     if !bytes.contains(&b'\\') {
         return None;
@@ -442,7 +449,7 @@ fn unstorable_escape(raw: &str) -> Option<&'static str> {
 }
 
 /// Appends `s` as a JSON string literal, escaped as `serde_json` escapes it.
-fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether [`app`] serves /metrics (false when it has its own listener).
     pub metrics_on_main: bool,
+    /// Write keys and limits of the Segment-compatible /v1 routes.
+    pub segment: crate::v1::Settings,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
             trust_forwarded_for: config.trust_forwarded_for,
             metrics,
             metrics_on_main: config.metrics_listen.is_none(),
+            segment: crate::v1::Settings::new(config),
         }
     }
 }
@@ -87,7 +90,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/track", post(track))
         .route("/batch", post(batch))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .nest("/v1", crate::v1::routes(&state));
     let router = if state.metrics_on_main {
         router.route("/metrics", get(render_metrics))
     } else {
@@ -136,72 +140,77 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 }
 
 async fn track(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    match enqueue_one(&state, request).await {
-        Ok(id) => {
-            state.metrics.events_accepted(1);
-            Ok(Json(json!({"message": "Success!", "id": id})).into_response())
-        }
-        Err(error) => {
-            state
-                .metrics
-                .events_rejected(error.status_and_reason().1, 1);
-            Err(error)
-        }
-    }
-}
-
-/// Reads, validates and enqueues one event; returns its id.
-async fn enqueue_one(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
-    let (meta, body) = state.read(request).await?;
-    let event = event::parse_event(&body, &meta)?;
+    let (meta, body) = state.read(request).await.map_err(|e| state.refused(e))?;
+    let event = event::parse_event(&body, &meta).map_err(|r| state.refused(r.into()))?;
     let id = event.id;
-    state.queue.push(event)?;
-    Ok(id)
+    state.enqueue(vec![event])?;
+    Ok(Json(json!({"message": "Success!", "id": id})).into_response())
 }
 
 async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
-    let metrics = &state.metrics;
-    // Until the body is split into events, a refused request counts once.
-    let refused_once = |error: ApiError| {
-        metrics.events_rejected(error.status_and_reason().1, 1);
-        error
-    };
-    let (meta, body) = state.read(request).await.map_err(refused_once)?;
-    let results = event::parse_batch(&body, &meta)
-        .map_err(ApiError::from)
-        .map_err(refused_once)?;
-    if results.is_empty() {
-        return Err(refused_once(ApiError::EmptyBatch));
-    }
-    let mut events: Vec<Event> = Vec::with_capacity(results.len());
-    let mut rejected = Vec::new();
-    for (index, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(event) => events.push(event),
-            Err(rejection) => {
-                metrics.events_rejected(rejection.reason.as_str(), 1);
-                rejected.push(rejection_json(&rejection, Some(index)));
-            }
-        }
-    }
-    if events.is_empty() {
-        return Err(ApiError::NoValidEvent(rejected));
-    }
-    let ids: Vec<_> = events.iter().map(|e| e.id).collect();
-    let accepted = events.len();
-    if let Err(error) = state.queue.push_all(events) {
-        let error = ApiError::from(error);
-        metrics.events_rejected(error.status_and_reason().1, accepted);
-        return Err(error);
-    }
-    metrics.events_accepted(accepted);
+    let (meta, body) = state.read(request).await.map_err(|e| state.refused(e))?;
+    let results = event::parse_batch(&body, &meta).map_err(|r| state.refused(r.into()))?;
+    let (ids, rejected) = state.enqueue_batch(results)?;
     Ok(Json(json!({
         "message": "Success!",
-        "accepted": accepted,
+        "accepted": ids.len(),
         "ids": ids,
         "rejected": rejected,
     }))
     .into_response())
+}
+
+impl AppState {
+    /// Counts a request refused before it could be split into events, once.
+    pub(crate) fn refused(&self, error: ApiError) -> ApiError {
+        self.metrics.events_rejected(error.status_and_reason().1, 1);
+        error
+    }
+
+    /// Enqueues every event or none, counting each as accepted or refused.
+    pub(crate) fn enqueue(&self, events: Vec<Event>) -> Result<(), ApiError> {
+        let n = events.len();
+        match self.queue.push_all(events) {
+            Ok(()) => {
+                self.metrics.events_accepted(n);
+                Ok(())
+            }
+            Err(error) => {
+                let error = ApiError::from(error);
+                self.metrics.events_rejected(error.status_and_reason().1, n);
+                Err(error)
+            }
+        }
+    }
+
+    /// Enqueues the valid events of a batch whole, or none of them. Returns
+    /// their ids, in order, and a JSON report for each invalid one; every
+    /// event is counted under its own outcome.
+    pub(crate) fn enqueue_batch(
+        &self,
+        results: Vec<Result<Event, Rejection>>,
+    ) -> Result<(Vec<uuid::Uuid>, Vec<serde_json::Value>), ApiError> {
+        if results.is_empty() {
+            return Err(self.refused(ApiError::EmptyBatch));
+        }
+        let mut events: Vec<Event> = Vec::with_capacity(results.len());
+        let mut rejected = Vec::new();
+        for (index, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(event) => events.push(event),
+                Err(rejection) => {
+                    self.metrics.events_rejected(rejection.reason.as_str(), 1);
+                    rejected.push(rejection_json(&rejection, Some(index)));
+                }
+            }
+        }
+        if events.is_empty() {
+            return Err(ApiError::NoValidEvent(rejected));
+        }
+        let ids = events.iter().map(|e| e.id).collect();
+        self.enqueue(events)?;
+        Ok((ids, rejected))
+    }
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -233,6 +242,17 @@ async fn method_not_allowed() -> ApiError {
 impl AppState {
     /// Reads the body within limits and gathers what the request tells about its events.
     async fn read(&self, request: Request) -> Result<(RequestMeta, Bytes), ApiError> {
+        self.read_within(request, self.max_body_bytes, self.max_decompressed_bytes)
+            .await
+    }
+
+    /// [`AppState::read`] with the body limits of the route.
+    pub(crate) async fn read_within(
+        &self,
+        request: Request,
+        max_body_bytes: usize,
+        max_decompressed_bytes: usize,
+    ) -> Result<(RequestMeta, Bytes), ApiError> {
         let accepted_at = Instant::now();
         let (parts, body) = request.into_parts();
         let peer = parts
@@ -250,7 +270,9 @@ impl AppState {
             .headers
             .get(USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into());
-        let body = self.read_body(&parts.headers, body).await?;
+        let body = self
+            .read_body(&parts.headers, body, max_body_bytes, max_decompressed_bytes)
+            .await?;
         let meta = RequestMeta {
             ip,
             user_agent,
@@ -260,7 +282,13 @@ impl AppState {
         Ok((meta, body))
     }
 
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        max_body_bytes: usize,
+        max_decompressed_bytes: usize,
+    ) -> Result<Bytes, ApiError> {
         let gzip = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
             None => false,
             Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
@@ -271,7 +299,7 @@ impl AppState {
                 ))
             }
         };
-        let limit = self.max_body_bytes;
+        let limit = max_body_bytes;
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -292,7 +320,7 @@ impl AppState {
         if !gzip {
             return Ok(bytes);
         }
-        let limit = self.max_decompressed_bytes;
+        let limit = max_decompressed_bytes;
         let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(limit));
         flate2::read::MultiGzDecoder::new(&bytes[..])
             .take(limit as u64 + 1)
@@ -329,7 +357,7 @@ fn is_length_limit(error: &axum::Error) -> bool {
     false
 }
 
-fn rejection_json(rejection: &Rejection, index: Option<usize>) -> serde_json::Value {
+pub(crate) fn rejection_json(rejection: &Rejection, index: Option<usize>) -> serde_json::Value {
     let mut body = json!({
         "message": rejection.message,
         "reason": rejection.reason.as_str(),

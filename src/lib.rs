@@ -17,6 +17,9 @@
 //! - [`config`]: every option, as flags and `TRACKD_*` environment variables.
 //! - [`http`]: routes, body limits, errors as JSON.
 //! - [`event`]: the wire format and its validation into an [`event::Event`].
+//! - [`segment`]: Segment's Tracking API messages and their mapping onto the row.
+//! - [`v1`]: the Segment-compatible `/v1/*` routes, with [`auth`] (write keys)
+//!   and [`cors`] (browsers on other origins).
 //! - [`queue`]: the bounded, all-or-nothing queue between HTTP and the writer.
 //! - [`writer`]: the batching thread and its flush triggers.
 //! - [`metrics`]: every exported metric, registered at startup, rendered for `/metrics`.
@@ -28,14 +31,18 @@
 //! - [`clock`]: the injectable wall clock.
 
 pub mod accept;
+pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod cors;
 pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+pub mod segment;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
 pub mod sql;
+pub mod v1;
 pub mod writer;

@@ -80,6 +80,8 @@ pub const REJECTION_REASONS: &[&str] = &[
     "missing_field",
     "invalid_field",
     "unstorable_value",
+    "message_too_large",
+    "unauthorized",
     "empty_batch",
     "body_too_large",
     "unsupported_encoding",

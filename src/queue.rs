@@ -168,6 +168,7 @@ mod tests {
             user: "u".into(),
             location: "l".into(),
             received_at: Utc::now(),
+            event_time: Utc::now(),
             extra: "{}".into(),
             accepted_at: Instant::now(),
         }

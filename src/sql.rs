@@ -11,7 +11,8 @@ use chrono::SecondsFormat;
 use crate::event::Event;
 
 /// The columns of a row, in order, as they appear in every statement.
-pub const COLUMNS: &str = r#"id, ip, user_agent, event, "user", location, received_at, extra"#;
+pub const COLUMNS: &str =
+    r#"id, ip, user_agent, event, "user", location, received_at, extra, event_time"#;
 
 /// Which database the SQL text is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,7 +58,8 @@ impl Dialect {
                  \"user\"      text NOT NULL,\n    \
                  location    text NOT NULL,\n    \
                  received_at timestamptz NOT NULL,\n    \
-                 extra       json NOT NULL DEFAULT '{{}}'\n);\n"
+                 extra       json NOT NULL DEFAULT '{{}}',\n    \
+                 event_time  timestamptz NOT NULL\n);\n"
             ),
             Dialect::Sqlite => format!(
                 "CREATE TABLE IF NOT EXISTS {table} (\n    \
@@ -68,7 +70,8 @@ impl Dialect {
                  \"user\"      TEXT NOT NULL,\n    \
                  location    TEXT NOT NULL,\n    \
                  received_at TEXT NOT NULL,\n    \
-                 extra       TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(extra))\n);\n"
+                 extra       TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(extra)),\n    \
+                 event_time  TEXT NOT NULL\n);\n"
             ),
         }
     }
@@ -203,7 +206,14 @@ impl InsertBuilder {
         );
         out.extend_from_slice(b"', ");
         d.push_literal(out, &event.extra);
-        out.push(b')');
+        out.extend_from_slice(b", '");
+        out.extend_from_slice(
+            event
+                .event_time
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"')");
         self.len_with_row()
     }
 
@@ -325,6 +335,7 @@ mod tests {
             user: "o'brien".into(),
             location: "home".into(),
             received_at: DateTime::from_timestamp(0, 1_000).unwrap_or_default(),
+            event_time: DateTime::from_timestamp(0, 2_000).unwrap_or_default(),
             extra: "{}".into(),
             accepted_at: Instant::now(),
         };
@@ -338,9 +349,9 @@ mod tests {
         assert_eq!(sql.len(), expected_len);
         assert_eq!(
             sql,
-            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra) VALUES\n  \
-             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}'),\n  \
-             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}');\n"
+            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra, event_time) VALUES\n  \
+             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}', '1970-01-01T00:00:00.000002Z'),\n  \
+             ('00000000-0000-0000-0000-000000000000', '127.0.0.1', NULL, 'click', 'o''brien', 'home', '1970-01-01T00:00:00.000001Z', '{}', '1970-01-01T00:00:00.000002Z');\n"
         );
         b.clear();
         assert!(b.is_empty());

@@ -59,8 +59,8 @@ async fn seed_request_is_acknowledged_and_written_as_an_insert() {
     assert_eq!(
         output(&sink),
         format!(
-            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra) VALUES\n  \
-             ('{id}', '127.0.0.1', 'Custom User Agent String', 'click', 'sylvia327', 'dashboard', '{at}', '{{\"otherParam\":\"otherVal\"}}');\n"
+            "INSERT INTO events (id, ip, user_agent, event, \"user\", location, received_at, extra, event_time) VALUES\n  \
+             ('{id}', '127.0.0.1', 'Custom User Agent String', 'click', 'sylvia327', 'dashboard', '{at}', '{{\"otherParam\":\"otherVal\"}}', '{at}');\n"
         )
     );
 }

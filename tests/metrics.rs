@@ -320,6 +320,7 @@ fn event(accepted_at: Instant) -> Event {
         user: "u".into(),
         location: "l".into(),
         received_at: Utc::now(),
+        event_time: Utc::now(),
         extra: "{}".into(),
         accepted_at,
     }
@@ -491,6 +492,7 @@ fn every_reason_an_event_can_be_refused_for_is_preregistered() {
         Reason::MissingField,
         Reason::InvalidField,
         Reason::UnstorableValue,
+        Reason::MessageTooLarge,
     ];
     for reason in reasons {
         // Exhaustive: a new Reason must be added to the list above.
@@ -498,7 +500,8 @@ fn every_reason_an_event_can_be_refused_for_is_preregistered() {
             Reason::InvalidJson
             | Reason::MissingField
             | Reason::InvalidField
-            | Reason::UnstorableValue => {}
+            | Reason::UnstorableValue
+            | Reason::MessageTooLarge => {}
         }
     }
     let mut errors: Vec<ApiError> = reasons

@@ -129,6 +129,10 @@ fn check_rows(rows: &[StoredRow], kept: &mut [(String, Sent)], at: &str) {
         assert_eq!(row.ip, "192.0.2.7");
         assert_eq!(row.user_agent.as_deref(), Some("agent 'x' \\ \"y\""));
         assert_eq!(row.received_at, at);
+        assert_eq!(
+            row.event_time, at,
+            "a seed event happened when it was received"
+        );
         sent.assert_stored(row);
     }
 }

@@ -204,6 +204,7 @@ pub struct StoredRow {
     pub location: String,
     pub received_at: String,
     pub extra: String,
+    pub event_time: String,
 }
 
 /// Fails with a clear message unless scripts/test started PostgreSQL.
@@ -263,7 +264,9 @@ pub fn replay_postgres(table: &str, ddl: &str, statements: &str) -> Vec<StoredRo
         "SELECT json_build_object('id', id::text, 'ip', host(ip), 'user_agent', user_agent, \
          'event', event, 'user', \"user\", 'location', location, \
          'received_at', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-         'extra', extra::text) FROM {table} ORDER BY id;"
+         'extra', extra::text, \
+         'event_time', to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')) \
+         FROM {table} ORDER BY id;"
     ))
     .unwrap_or_else(|e| panic!("read back failed: {e}"));
     out.lines()
