@@ -98,7 +98,17 @@ pub struct TrackdProcess {
     pub addr: SocketAddr,
     stderr: Arc<std::sync::Mutex<String>>,
     /// Reads stdout as it comes, so a full pipe never stalls the writer.
-    stdout: std::thread::JoinHandle<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for TrackdProcess {
+    /// A test that fails midway must not leave trackd running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl TrackdProcess {
@@ -143,7 +153,7 @@ impl TrackdProcess {
             child,
             addr,
             stderr: log,
-            stdout,
+            stdout: Some(stdout),
         }
     }
 
@@ -173,7 +183,12 @@ impl TrackdProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        let out = self.stdout.join().expect("stdout reader thread");
+        let out = self
+            .stdout
+            .take()
+            .expect("terminated once")
+            .join()
+            .expect("stdout reader thread");
         (status.success(), out)
     }
 
