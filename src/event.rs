@@ -23,6 +23,8 @@ pub const MAX_EVENT_BYTES: usize = 1024;
 pub const MAX_USER_BYTES: usize = 1024;
 /// Longest accepted `location`, in bytes of UTF-8 (long enough for URLs).
 pub const MAX_LOCATION_BYTES: usize = 8192;
+/// Deepest nesting of arrays and objects accepted inside one `extra` value.
+pub const MAX_NESTING: usize = 64;
 
 /// One validated event: a row of the `events` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -275,7 +277,7 @@ impl<'de> Visitor<'de> for WireVisitor {
             if wire.unstorable.is_none() {
                 if key.contains('\0') {
                     wire.unstorable = Some((key.to_string(), "its name contains U+0000"));
-                } else if let Some(problem) = unstorable_escape(value.get()) {
+                } else if let Some(problem) = unstorable_json(value.get()) {
                     wire.unstorable = Some((key.to_string(), problem));
                 }
             }
@@ -406,30 +408,45 @@ fn json_kind(text: &str) -> &'static str {
     }
 }
 
-/// Finds a `\u` escape in raw JSON text that PostgreSQL cannot store:
-/// U+0000, or half of a UTF-16 surrogate pair without its other half.
-pub(crate) fn unstorable_escape(raw: &str) -> Option<&'static str> {
+/// Finds what a database cannot store in a raw JSON value the parser has
+/// already proved well formed: a `\u0000` escape, half of a UTF-16 surrogate
+/// pair without its other half, or nesting deeper than [`MAX_NESTING`]
+/// (PostgreSQL's and SQLite's JSON parsers give up on deep nesting, which
+/// would fail the whole batch).
+pub(crate) fn unstorable_json(raw: &str) -> Option<&'static str> {
+    const LONE: &str = "it contains a lone UTF-16 surrogate escape";
     let bytes = raw.as_bytes();
-    if !bytes.contains(&b'\\') {
-        return None;
-    }
-    let mut i = 0;
-    // A high surrogate seen just before, waiting for its low half.
+    let mut depth = 0usize;
+    let mut in_string = false;
+    // A high surrogate escape seen just before, waiting for its low half.
     let mut pending_high = false;
+    let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] != b'\\' {
-            if pending_high {
-                return Some("it contains a lone UTF-16 surrogate escape");
+        let b = bytes[i];
+        if !in_string {
+            match b {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Some("it is nested more than 64 levels deep");
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'"' => in_string = true,
+                _ => {}
             }
             i += 1;
             continue;
         }
-        // The parser already proved escapes well formed; only \u needs reading.
-        if bytes.get(i + 1) != Some(&b'u') {
+        if b != b'\\' || bytes.get(i + 1) != Some(&b'u') {
             if pending_high {
-                return Some("it contains a lone UTF-16 surrogate escape");
+                return Some(LONE);
             }
-            i += 2;
+            if b == b'"' {
+                in_string = false;
+            }
+            // Skip the escaped character too, so `\"` does not end the string.
+            i += if b == b'\\' { 2 } else { 1 };
             continue;
         }
         let unit = raw
@@ -440,12 +457,12 @@ pub(crate) fn unstorable_escape(raw: &str) -> Option<&'static str> {
             0 => return Some("it contains U+0000"),
             0xD800..=0xDBFF if !pending_high => pending_high = true,
             0xDC00..=0xDFFF if pending_high => pending_high = false,
-            0xD800..=0xDFFF => return Some("it contains a lone UTF-16 surrogate escape"),
-            _ if pending_high => return Some("it contains a lone UTF-16 surrogate escape"),
+            0xD800..=0xDFFF => return Some(LONE),
+            _ if pending_high => return Some(LONE),
             _ => {}
         }
     }
-    pending_high.then_some("it contains a lone UTF-16 surrogate escape")
+    pending_high.then_some(LONE)
 }
 
 /// Appends `s` as a JSON string literal, escaped as `serde_json` escapes it.
@@ -636,6 +653,23 @@ mod tests {
         let e = parse(r#"{"event":"a","user":"b","location":"c","p":"\ud83d\ude00 \\u0000"}"#)
             .expect("a surrogate pair and an escaped backslash are fine");
         assert_eq!(&*e.extra, r#"{"p":"\ud83d\ude00 \\u0000"}"#);
+    }
+
+    #[test]
+    fn nesting_is_limited_and_brackets_in_strings_do_not_count() {
+        let body =
+            |value: &str| format!(r#"{{"event":"a","user":"b","location":"c","p":{value}}}"#);
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&body(&deep(MAX_NESTING))).is_ok());
+        let r = parse(&body(&deep(MAX_NESTING + 1))).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field.as_deref()),
+            (Reason::UnstorableValue, Some("p"))
+        );
+        let r = parse(&body(&deep(100_000))).unwrap_err();
+        assert_eq!(r.reason, Reason::UnstorableValue);
+        let brackets = format!(r#"["{}\"{}"]"#, "[".repeat(200), "{".repeat(200));
+        assert!(parse(&body(&brackets)).is_ok());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::event::{push_json_string, unstorable_escape, Event, Reason, Rejection, RequestMeta};
+use crate::event::{push_json_string, unstorable_json, Event, Reason, Rejection, RequestMeta};
 
 /// The six Segment calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ fn envelope(text: &str) -> Result<(Vec<&RawValue>, Shared<'_>), Rejection> {
                     format!("field `{name}` must be an object"),
                 ));
             }
-            if let Some(problem) = unstorable_escape(value.get()) {
+            if let Some(problem) = unstorable_json(value.get()) {
                 return Err(unstorable(name, problem));
             }
         }
@@ -393,7 +393,7 @@ fn extra(
         if key.contains('\0') {
             return Err(unstorable(key, "its name contains U+0000"));
         }
-        if let Some(problem) = unstorable_escape(value) {
+        if let Some(problem) = unstorable_json(value) {
             return Err(unstorable(key, problem));
         }
         out.push(if out.is_empty() { '{' } else { ',' });
@@ -503,7 +503,7 @@ fn string(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, Rejectio
 }
 
 fn decode_string(raw: &RawValue, name: &str) -> Result<String, Rejection> {
-    if let Some(problem) = unstorable_escape(raw.get()) {
+    if let Some(problem) = unstorable_json(raw.get()) {
         return Err(unstorable(name, problem));
     }
     serde_json::from_str(raw.get())

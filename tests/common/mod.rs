@@ -270,36 +270,82 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<String, String> {
 }
 
 /// Applies `ddl` and `statements` to PostgreSQL table `table` (recreated
-/// first) and reads every row back as text, ordered by id.
+/// first) and reads every row back, ordered by id.
+///
+/// Text comes back hex-encoded and is decoded here: psql's display of some
+/// characters (noncharacters such as U+1FFFE) is not byte-exact.
 pub fn replay_postgres(table: &str, ddl: &str, statements: &str) -> Vec<StoredRow> {
     psql(&format!("DROP TABLE IF EXISTS {table};\n{ddl}"))
         .unwrap_or_else(|e| panic!("DDL failed: {e}"));
     psql(statements).unwrap_or_else(|e| panic!("replay failed: {e}\n--- SQL ---\n{statements}"));
+    let hex = |column: &str| format!("encode(convert_to({column}, 'UTF8'), 'hex')");
+    let time = |column: &str| {
+        format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    };
     let out = psql(&format!(
-        "SELECT json_build_object('id', id::text, 'ip', host(ip), 'user_agent', user_agent, \
-         'event', event, 'user', \"user\", 'location', location, \
-         'received_at', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-         'extra', extra::text, \
-         'event_time', to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')) \
-         FROM {table} ORDER BY id;"
+        "SELECT json_build_object('id', id::text, 'ip', host(ip), 'user_agent', {}, \
+         'event', {}, 'user', {}, 'location', {}, 'received_at', {}, 'extra', {}, \
+         'event_time', {}) FROM {table} ORDER BY id;",
+        hex("user_agent"),
+        hex("event"),
+        hex("\"user\""),
+        hex("location"),
+        time("received_at"),
+        hex("extra::text"),
+        time("event_time"),
     ))
     .unwrap_or_else(|e| panic!("read back failed: {e}"));
     out.lines()
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("row {l}: {e}")))
+        .map(|l| {
+            let row: StoredRow = serde_json::from_str(l).unwrap_or_else(|e| panic!("row {l}: {e}"));
+            row.from_hex()
+        })
         .collect()
 }
 
-/// The same for SQLite, in a fresh in-memory database.
-pub fn replay_sqlite(ddl: &str, statements: &str) -> Vec<StoredRow> {
+/// The same for SQLite table `table`, in a fresh in-memory database.
+pub fn replay_sqlite(table: &str, ddl: &str, statements: &str) -> Vec<StoredRow> {
+    let hex = |column: &str| {
+        format!("CASE WHEN {column} IS NULL THEN NULL ELSE hex({column}) END AS {column}")
+    };
     let out = sqlite(&format!(
-        "{ddl}\n{statements}\n.mode json\nSELECT * FROM events ORDER BY id;\n"
+        "{ddl}\n{statements}\n.mode json\nSELECT id, ip, {}, {}, {}, {}, received_at, {}, event_time \
+         FROM {table} ORDER BY id;\n",
+        hex("user_agent"),
+        hex("event"),
+        hex("\"user\""),
+        hex("location"),
+        hex("extra"),
     ))
     .unwrap_or_else(|e| panic!("sqlite replay failed: {e}\n--- SQL ---\n{statements}"));
     if out.trim().is_empty() {
         return Vec::new();
     }
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("sqlite output {out}: {e}"))
+    let rows: Vec<StoredRow> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("sqlite output {out}: {e}"));
+    rows.into_iter().map(StoredRow::from_hex).collect()
+}
+
+impl StoredRow {
+    /// Decodes the text columns, read back as hex of their UTF-8 bytes.
+    fn from_hex(self) -> Self {
+        let text = |hex: String| {
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits"))
+                .collect();
+            String::from_utf8(bytes).expect("stored text is UTF-8")
+        };
+        StoredRow {
+            user_agent: self.user_agent.map(text),
+            event: text(self.event),
+            user: text(self.user),
+            location: text(self.location),
+            extra: text(self.extra),
+            ..self
+        }
+    }
 }
 
 /// An event as a client sends it, built from raw JSON texts so that the
