@@ -260,6 +260,15 @@ fn hostile() -> Vec<(Sent, Option<&'static str>)> {
             None,
         ),
         (
+            Sent::new(
+                "nonchars \u{1fffe}\u{ffff}\u{fdd0}",
+                "\u{10ffff}",
+                "\u{85}\u{7f}\u{1}",
+                &[("\u{1fffe}", "\"\u{ffff}\"")],
+            ),
+            None,
+        ),
+        (
             Sent {
                 user: "123456789012345678901234567890".into(),
                 ..Sent::new("int user", "", "l", &[])

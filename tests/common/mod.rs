@@ -299,7 +299,7 @@ pub fn replay_postgres(table: &str, ddl: &str, statements: &str) -> Vec<StoredRo
         .filter(|l| !l.is_empty())
         .map(|l| {
             let row: StoredRow = serde_json::from_str(l).unwrap_or_else(|e| panic!("row {l}: {e}"));
-            row.from_hex()
+            row.decode_hex()
         })
         .collect()
 }
@@ -324,12 +324,12 @@ pub fn replay_sqlite(table: &str, ddl: &str, statements: &str) -> Vec<StoredRow>
     }
     let rows: Vec<StoredRow> =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("sqlite output {out}: {e}"));
-    rows.into_iter().map(StoredRow::from_hex).collect()
+    rows.into_iter().map(StoredRow::decode_hex).collect()
 }
 
 impl StoredRow {
     /// Decodes the text columns, read back as hex of their UTF-8 bytes.
-    fn from_hex(self) -> Self {
+    fn decode_hex(self) -> Self {
         let text = |hex: String| {
             let bytes: Vec<u8> = (0..hex.len())
                 .step_by(2)
