@@ -58,23 +58,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
             let color = config
                 .color
                 .enabled(std::io::stdout().is_terminal(), no_color.as_deref());
-            Box::new(StdoutSink::new(color))
+            Box::new(StdoutSink::new(color).context("cannot write to standard output")?)
         }
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = trackd::shutdown::signal().context("cannot install signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(address = %listener.local_addr()?, "trackd listening");
-        trackd::server::run(
-            listener,
-            config,
-            sink,
-            Arc::new(SystemClock),
-            trackd::shutdown::signal(),
-        )
-        .await?;
+        trackd::server::run(listener, config, sink, Arc::new(SystemClock), shutdown).await?;
         Ok(())
     })
 }

@@ -151,3 +151,138 @@ fn color_always_wraps_each_statement_in_blue_and_never_does_not() {
         }
     }
 }
+
+/// A 128 KiB tmpfs, unmounted on drop. Mounting needs root, as scripts/test runs.
+struct TinyDisk {
+    dir: tempfile::TempDir,
+}
+
+impl TinyDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root: run scripts/test as root"
+        );
+        TinyDisk { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the disk until fewer than `free` bytes are left; returns the filler.
+fn fill(disk: &TinyDisk, free: u64) -> std::path::PathBuf {
+    let filler = disk.path("filler");
+    let mut file = std::fs::File::create(&filler).expect("filler");
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut file, &block).is_ok() {}
+    drop(file);
+    let full = std::fs::metadata(&filler).expect("filler").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&filler)
+        .and_then(|f| f.set_len(full.saturating_sub(free)))
+        .expect("shrink filler");
+    filler
+}
+
+/// Posts one ~60 KB event that cannot fit on the nearly full disk, waits
+/// while the writer retries, frees the disk, stops trackd, and returns the
+/// acknowledged id and exit status.
+fn post_while_disk_full(server: &TrackdProcess, filler: &std::path::Path) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let pad = "x".repeat(60_000);
+    let id = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .post(server.url("/track"))
+            .body(format!(
+                r#"{{"event":"big","user":"u","location":"l","pad":"{pad}"}}"#
+            ))
+            .send()
+            .await
+            .expect("sent");
+        assert!(response.status().is_success());
+        let json: serde_json::Value = response.json().await.expect("json");
+        json["id"].as_str().expect("id").to_owned()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::remove_file(filler).expect("free the disk");
+    id
+}
+
+fn assert_one_whole_statement(sql: &str, id: &str) {
+    assert_eq!(
+        sql.matches("INSERT INTO").count(),
+        1,
+        "exactly one statement"
+    );
+    assert!(sql.starts_with("INSERT INTO events"), "no torn prefix");
+    assert!(sql.ends_with(";\n"), "ends whole");
+    assert_eq!(sql.matches(id).count(), 1);
+    assert!(!sql.contains('\0'), "no hole");
+}
+
+#[test]
+#[ignore = "needs root to mount a tmpfs: run scripts/test"]
+fn a_full_disk_never_leaves_half_a_statement_in_the_output_file() {
+    let disk = TinyDisk::mount();
+    let filler = fill(&disk, 20_000);
+    let out = disk.path("out.sql");
+    let server =
+        TrackdProcess::start(&["--output", out.to_str().expect("utf-8"), "--linger-ms", "5"]);
+    let id = post_while_disk_full(&server, &filler);
+    let (ok, _) = server.terminate();
+    assert!(ok, "trackd exits 0 once the retry succeeded");
+    assert_one_whole_statement(&std::fs::read_to_string(&out).expect("output"), &id);
+}
+
+#[test]
+#[ignore = "needs root to mount a tmpfs: run scripts/test"]
+fn a_full_disk_never_leaves_half_a_statement_in_redirected_stdout() {
+    let disk = TinyDisk::mount();
+    let filler = fill(&disk, 20_000);
+    let out = disk.path("out.sql");
+    let file = std::fs::File::create(&out).expect("create");
+    let server = TrackdProcess::start_with_stdout(&["--linger-ms", "5"], Some(file));
+    let id = post_while_disk_full(&server, &filler);
+    let (ok, _) = server.terminate();
+    assert!(ok, "trackd exits 0 once the retry succeeded");
+    assert_one_whole_statement(&std::fs::read_to_string(&out).expect("output"), &id);
+}
+
+#[test]
+fn sigterm_right_after_startup_still_drains() {
+    // The signal handlers must exist before the first event is acknowledged.
+    for _ in 0..10 {
+        let server = TrackdProcess::start(&["--linger-ms", "1000"]);
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let id = runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(server.url("/track"))
+                .body(EVENT)
+                .send()
+                .await
+                .expect("sent");
+            let json: serde_json::Value = response.json().await.expect("json");
+            json["id"].as_str().expect("id").to_owned()
+        });
+        let (ok, stdout) = server.terminate();
+        assert!(ok, "exit 0");
+        assert_eq!(row_ids(&stdout), [id], "the acknowledged event is written");
+    }
+}

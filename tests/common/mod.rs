@@ -113,20 +113,28 @@ impl Drop for TrackdProcess {
 
 impl TrackdProcess {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_stdout(args, None)
+    }
+
+    /// Starts trackd with stdout going to `stdout`, or piped to the test.
+    pub fn start_with_stdout(args: &[&str], stdout: Option<std::fs::File>) -> Self {
+        let piped = stdout.is_none();
         let mut child = Command::new(env!("CARGO_BIN_EXE_trackd"))
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
             .env_remove("NO_COLOR")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn trackd");
-        let mut stdout = child.stdout.take().expect("stdout piped");
-        let stdout = std::thread::spawn(move || {
-            let mut out = String::new();
-            stdout.read_to_string(&mut out).expect("stdout is UTF-8");
-            out
+        let stdout = piped.then(|| {
+            let mut stdout = child.stdout.take().expect("stdout piped");
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                stdout.read_to_string(&mut out).expect("stdout is UTF-8");
+                out
+            })
         });
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(std::sync::Mutex::new(String::new()));
@@ -153,7 +161,7 @@ impl TrackdProcess {
             child,
             addr,
             stderr: log,
-            stdout: Some(stdout),
+            stdout,
         }
     }
 
@@ -186,9 +194,8 @@ impl TrackdProcess {
         let out = self
             .stdout
             .take()
-            .expect("terminated once")
-            .join()
-            .expect("stdout reader thread");
+            .map(|reader| reader.join().expect("stdout reader thread"))
+            .unwrap_or_default();
         (status.success(), out)
     }
 
