@@ -106,9 +106,19 @@ pub struct Config {
     #[arg(long, env = "TRACKD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
+    /// On SIGTERM/SIGINT, keep serving this long with /readyz answering 503, so a load
+    /// balancer sees the instance leave before connections are refused, in milliseconds.
+    #[arg(long, env = "TRACKD_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+
     /// On SIGTERM/SIGINT, longest wait for in-flight requests before draining anyway, in milliseconds.
     #[arg(long, env = "TRACKD_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
+
+    /// After that, longest wait for the writer to write what is queued, in milliseconds; if
+    /// the output is stuck longer, trackd reports how many events it could not write and exits 1.
+    #[arg(long, env = "TRACKD_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
 
     /// Table the statements insert into (letters, digits, `_`; optionally schema.table).
     #[arg(long, env = "TRACKD_TABLE", default_value = "events", global = true)]

@@ -27,10 +27,12 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
-use crate::event::{self, Event, Rejection, RequestMeta};
+use crate::event::{self, Event, Reason, Rejection, RequestMeta};
 use crate::metrics::Metrics;
 use crate::queue::{EnqueueError, Queue};
 
+/// Longest `User-Agent` stored; it is repeated in every row of a batch.
+pub const MAX_USER_AGENT_BYTES: usize = 1024;
 /// Seconds a client is told to wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
 /// Content type of the Prometheus text exposition format.
@@ -266,10 +268,21 @@ impl AppState {
         } else {
             peer
         };
-        let user_agent = parts
-            .headers
-            .get(USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into());
+        let user_agent = match parts.headers.get(USER_AGENT) {
+            Some(v) if v.len() > MAX_USER_AGENT_BYTES => {
+                return Err(ApiError::Rejected(Rejection {
+                    reason: Reason::InvalidField,
+                    field: Some("User-Agent".into()),
+                    message: format!(
+                        "header `User-Agent` is {} bytes long; the limit is {MAX_USER_AGENT_BYTES}",
+                        v.len()
+                    ),
+                }))
+            }
+            // Header bytes outside UTF-8 (obs-text) are stored as U+FFFD.
+            Some(v) => Some(String::from_utf8_lossy(v.as_bytes()).into()),
+            None => None,
+        };
         let body = self
             .read_body(&parts.headers, body, max_body_bytes, max_decompressed_bytes)
             .await?;
@@ -333,17 +346,51 @@ impl AppState {
     }
 }
 
-/// The last parsable address in the X-Forwarded-For headers: the one the
-/// trusted proxy appended. Entries before it are the client's own claims.
+/// The last entry of the X-Forwarded-For headers: the one the trusted proxy
+/// appended. Entries before it are the client's own claims, so when the last
+/// one does not parse there is no fallback to them: the caller uses the peer.
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-        .next_back()
-        .map(|ip| ip.to_canonical())
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    let ip = entry.parse::<IpAddr>().ok().or_else(|| {
+        // `1.2.3.4:5678`, `[2001:db8::1]:5678` or `[2001:db8::1]`.
+        entry
+            .parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .ok()
+            .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+    })?;
+    Some(ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> Option<IpAddr> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(v).expect("ascii"));
+        }
+        forwarded_for(&headers)
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_last_entry_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(xff(&["6.6.6.6, 1.2.3.4"]), ip("1.2.3.4"));
+        assert_eq!(xff(&["6.6.6.6", "1.2.3.4:5678"]), ip("1.2.3.4"));
+        assert_eq!(xff(&["6.6.6.6, [2001:db8::1]:80"]), ip("2001:db8::1"));
+        assert_eq!(xff(&["6.6.6.6, [2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(xff(&["::ffff:1.2.3.4"]), ip("1.2.3.4"));
+        assert_eq!(
+            xff(&["6.6.6.6, unknown"]),
+            None,
+            "no fallback to client claims"
+        );
+        assert_eq!(xff(&["6.6.6.6,"]), None);
+        assert_eq!(xff(&[]), None);
+    }
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -28,6 +28,17 @@ pub enum RunError {
     /// The writer thread panicked.
     #[error("the writer thread panicked")]
     WriterPanicked,
+    /// The output stayed stuck for the whole drain timeout.
+    #[error(
+        "the output did not take the remaining events within {timeout:?}; \
+         at least {queued} acknowledged events were not written"
+    )]
+    DrainTimeout {
+        /// The drain timeout in force.
+        timeout: Duration,
+        /// Events still queued when trackd gave up (a batch being written may add more).
+        queued: usize,
+    },
 }
 
 /// How often recorded histogram samples are folded into buckets between scrapes.
@@ -79,10 +90,18 @@ pub async fn run(
     let app = http::app(state);
 
     let (started_tx, mut started_rx) = tokio::sync::watch::channel(false);
+    let delay = Duration::from_millis(config.shutdown_delay_ms);
     let graceful = async move {
         shutdown.await;
         draining.store(true, Ordering::Relaxed);
-        tracing::info!("shutdown requested: finishing in-flight requests");
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "shutdown requested: /readyz answers 503, still serving"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        tracing::info!("shutdown: no new connections; finishing in-flight requests");
         let _ = started_tx.send(true);
     };
     let header_timeout = Duration::from_millis(config.request_timeout_ms);
@@ -98,10 +117,24 @@ pub async fn run(
 
     queue.close();
     tracing::info!(queued = queue.depth(), "draining the queue");
-    let report = tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .map_err(|_| RunError::WriterPanicked)?
-        .map_err(|_| RunError::WriterPanicked)??;
+    // A plain thread, not spawn_blocking: if the output is stuck for good,
+    // the runtime must not wait for this join when trackd gives up.
+    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = joined_tx.send(writer.join());
+    });
+    let drain = Duration::from_millis(config.drain_timeout_ms);
+    let report = match tokio::time::timeout(drain, joined_rx).await {
+        Err(_) => {
+            return Err(RunError::DrainTimeout {
+                timeout: drain,
+                queued: queue.depth(),
+            })
+        }
+        Ok(joined) => joined
+            .map_err(|_| RunError::WriterPanicked)?
+            .map_err(|_| RunError::WriterPanicked)??,
+    };
     tracing::info!(
         events_written = report.events_written,
         batches_written = report.batches_written,

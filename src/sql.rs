@@ -106,6 +106,125 @@ fn push_quoted(out: &mut Vec<u8>, value: &str, escape_backslash: bool) {
     out.push(b'\'');
 }
 
+/// Words PostgreSQL or SQLite will not take as an unquoted table name.
+const RESERVED: &[&str] = &[
+    "abort",
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "between",
+    "binary",
+    "both",
+    "by",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "commit",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "delete",
+    "desc",
+    "distinct",
+    "do",
+    "drop",
+    "else",
+    "end",
+    "escape",
+    "except",
+    "exists",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "index",
+    "initially",
+    "inner",
+    "insert",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "nothing",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "set",
+    "similar",
+    "some",
+    "symmetric",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "transaction",
+    "true",
+    "union",
+    "unique",
+    "update",
+    "user",
+    "using",
+    "values",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
 /// A table name checked to be a plain (optionally schema-qualified) identifier,
 /// so it can be written into statements without quoting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +242,14 @@ impl FromStr for TableName {
                     && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && p.len() <= 63
             });
+        if let Some(word) = parts
+            .iter()
+            .find(|p| RESERVED.contains(&p.to_ascii_lowercase().as_str()))
+        {
+            return Err(format!(
+                "`{word}` is a reserved word in SQL; choose another table name"
+            ));
+        }
         if ok {
             Ok(TableName(s.to_owned()))
         } else {
@@ -318,7 +445,17 @@ mod tests {
     fn table_names_must_be_plain_identifiers() {
         assert!("events".parse::<TableName>().is_ok());
         assert!("analytics.events_2".parse::<TableName>().is_ok());
-        for bad in ["", "1x", "a b", "x;drop", "a.b.c", "\"q\""] {
+        for bad in [
+            "",
+            "1x",
+            "a b",
+            "x;drop",
+            "a.b.c",
+            "\"q\"",
+            "user",
+            "Order",
+            "public.select",
+        ] {
             assert!(bad.parse::<TableName>().is_err(), "{bad}");
         }
     }

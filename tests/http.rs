@@ -539,3 +539,91 @@ async fn slow_clients_are_cut_off() {
     assert!(response.contains(r#""reason":"timeout""#), "{response}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_overlong_user_agent_is_refused_not_repeated_in_every_row() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&[], Box::new(sink.clone())).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/track"))
+        .header("User-Agent", "x".repeat(1025))
+        .body(SEED_BODY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["field"], "User-Agent");
+    assert_eq!(json["reason"], "invalid_field");
+    server.stop().await;
+    assert_eq!(output(&sink), "");
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_readyz_is_503_and_events_are_still_taken() {
+    let sink = MemorySink::new();
+    let mut server =
+        TestServer::start(&["--shutdown-delay-ms", "2000"], Box::new(sink.clone())).await;
+    let client = reqwest::Client::new();
+    server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let response = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: Value = response.json().await.expect("json");
+    assert_eq!(json["status"], "draining");
+    let (status, _) = post(&client, &server.url("/track"), SEED_BODY).await;
+    assert_eq!(status, StatusCode::OK, "still serving during the delay");
+    let report = server.stop().await;
+    assert_eq!(report.events_written, 1);
+    assert_eq!(row_ids(&output(&sink)).len(), 1);
+}
+
+#[tokio::test]
+async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
+    let (started_tx, _started_rx) = mpsc::channel();
+    let (_release_tx, release_rx) = mpsc::channel();
+    let sink = StalledSink {
+        started: started_tx,
+        release: Arc::new(Mutex::new(release_rx)),
+        inner: MemorySink::new(),
+    };
+    let server = TestServer::start(
+        &[
+            "--drain-timeout-ms",
+            "300",
+            "--linger-ms",
+            "0",
+            "--batch-max-rows",
+            "1",
+        ],
+        Box::new(sink),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(
+            post(&client, &server.url("/track"), SEED_BODY).await.0,
+            StatusCode::OK
+        );
+    }
+    let error = server
+        .stop_result()
+        .await
+        .expect_err("the output never took the events");
+    let message = error.to_string();
+    assert!(
+        message.contains("acknowledged events were not written"),
+        "{message}"
+    );
+    assert!(
+        matches!(
+            error,
+            trackd::server::RunError::DrainTimeout { queued: 2, .. }
+        ),
+        "{error:?}"
+    );
+}

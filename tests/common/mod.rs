@@ -58,16 +58,25 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Begins a graceful shutdown and waits for the drained writer's report.
-    pub async fn stop(mut self) -> WriterReport {
+    /// Sends the shutdown signal without waiting for the server to stop.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Begins a graceful shutdown and waits for the drained writer's report.
+    pub async fn stop(self) -> WriterReport {
+        self.stop_result().await.expect("server drained cleanly")
+    }
+
+    /// Begins a graceful shutdown and returns how the server ended.
+    pub async fn stop_result(mut self) -> Result<WriterReport, RunError> {
+        self.begin_shutdown();
         tokio::time::timeout(Duration::from_secs(30), self.handle)
             .await
             .expect("server stops within 30 s")
             .expect("server task did not panic")
-            .expect("server drained cleanly")
     }
 }
 
