@@ -24,11 +24,13 @@
 //! - [`server`]: wires the parts together and runs them until a drained shutdown.
 //! - [`shutdown`]: the signals that end a run.
 //! - [`clock`]: the injectable wall clock.
+//! - [`load`]: the load generator behind the `trackd-load` binary.
 
 pub mod clock;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod load;
 pub mod queue;
 pub mod server;
 pub mod shutdown;

@@ -61,7 +61,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             Box::new(StdoutSink::new(color))
         }
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = trackd::server::runtime().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -75,3 +75,11 @@ pub async fn run(
     );
     Ok(report)
 }
+
+/// The async runtime trackd serves on (also used by the baseline server, so
+/// both are measured with the same settings).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}

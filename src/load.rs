@@ -1,0 +1,506 @@
+//! The load generator behind `trackd-load`: keep-alive HTTP/1.1 connections
+//! that POST one body over and over, and an HDR histogram of what it took.
+//!
+//! Two ways to drive them:
+//! - **closed loop** (no `rate`): every connection sends its next request as
+//!   soon as the previous answer arrives, so the server sets the pace. Good
+//!   for "how fast can it go"; bad for latency, because a slow answer also
+//!   delays the requests that would have been sent meanwhile.
+//! - **open loop** (`rate` requests/s): request *i* is due at
+//!   `start + i / rate` whatever happened before, and its latency is counted
+//!   from that due time, not from when a free connection got round to it. A
+//!   stalled server therefore shows up as the queueing delay it caused
+//!   (no coordinated omission).
+//!
+//! Both stop at whichever bound comes first: the duration or the request count.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Longest latency the histogram can hold, in nanoseconds (larger values are clamped).
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+/// Pause before reconnecting after a connection failed, so a dead server is
+/// not hammered in a tight loop.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// Within this much of a due time, an open-loop connection stops sleeping on
+/// the (millisecond-grained) timer and yields until the instant arrives.
+const SPIN_WINDOW: Duration = Duration::from_millis(2);
+
+/// What to send, where, how fast and for how long.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// `Host` header value.
+    pub host: String,
+    /// Request path, e.g. `/track`.
+    pub path: String,
+    /// Request body, sent unchanged every time.
+    pub body: Bytes,
+    /// Events in `body`, counted as acknowledged when the answer is 2xx
+    /// (unless the answer says how many it `accepted`).
+    pub events_per_request: u64,
+    /// Open keep-alive connections.
+    pub connections: usize,
+    /// Requests per second for an open loop; `None` for a closed loop.
+    pub rate: Option<f64>,
+    /// Longest the run lasts.
+    pub duration: Duration,
+    /// Most requests sent.
+    pub max_requests: Option<u64>,
+    /// Print a progress line to standard error every second.
+    pub progress: bool,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Percentiles {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p99_9: f64,
+    /// Largest seen.
+    pub max: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// `closed` or `open`.
+    pub mode: &'static str,
+    /// Target URL.
+    pub url: String,
+    /// Connections used.
+    pub connections: usize,
+    /// Events in each request body.
+    pub events_per_request: u64,
+    /// Requests per second asked for (open loop only).
+    pub target_rate: Option<f64>,
+    /// Seconds from the first send to the last answer.
+    pub elapsed_s: f64,
+    /// Requests that got an HTTP answer.
+    pub requests: u64,
+    /// Events acknowledged by 2xx answers.
+    pub events_acknowledged: u64,
+    /// Answered requests per second.
+    pub requests_per_s: f64,
+    /// Acknowledged events per second.
+    pub events_per_s: f64,
+    /// Answers by HTTP status code.
+    pub status: BTreeMap<u16, u64>,
+    /// Requests that got no answer (connection refused, reset, …).
+    pub transport_errors: u64,
+    /// Latency of answered requests, in microseconds.
+    pub latency_us: Percentiles,
+}
+
+impl Summary {
+    /// Whether every request got a 2xx answer and at least one was sent.
+    pub fn all_ok(&self) -> bool {
+        self.requests > 0
+            && self.transport_errors == 0
+            && self.status.keys().all(|s| (200..300).contains(s))
+    }
+
+    /// A few human-readable lines.
+    pub fn to_text(&self) -> String {
+        let l = &self.latency_us;
+        let status: Vec<String> = self
+            .status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        format!(
+            "{} loop, {} connections, {} events/request{}\n\
+             {:.2} s: {} requests ({:.0}/s), {} events acknowledged ({:.0}/s)\n\
+             status: {{{}}}, transport errors: {}\n\
+             latency µs: mean {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
+            self.mode,
+            self.connections,
+            self.events_per_request,
+            self.target_rate
+                .map(|r| format!(", target {r:.0} requests/s"))
+                .unwrap_or_default(),
+            self.elapsed_s,
+            self.requests,
+            self.requests_per_s,
+            self.events_acknowledged,
+            self.events_per_s,
+            status.join(", "),
+            self.transport_errors,
+            l.mean,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p99_9,
+            l.max,
+        )
+    }
+}
+
+/// Per-connection tallies, merged at the end so the hot loop shares nothing
+/// but two counters.
+struct Tally {
+    latency: Histogram<u64>,
+    status: BTreeMap<u16, u64>,
+    events: u64,
+    transport_errors: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+                .expect("static histogram bounds are valid"),
+            status: BTreeMap::new(),
+            events: 0,
+            transport_errors: 0,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        for (s, n) in other.status {
+            *self.status.entry(s).or_default() += n;
+        }
+        self.events += other.events;
+        self.transport_errors += other.transport_errors;
+    }
+}
+
+/// State shared by every connection of a run.
+struct Shared {
+    config: LoadConfig,
+    start: Instant,
+    end: Instant,
+    /// Requests handed out so far (the next request's sequence number).
+    issued: AtomicU64,
+    /// Answers received, for the progress line.
+    answered: AtomicU64,
+    /// Events acknowledged, for the progress line.
+    acknowledged: AtomicU64,
+}
+
+impl Shared {
+    /// The next request's due time, or `None` once a bound is reached.
+    /// In a closed loop "due" is simply now.
+    fn next_due(&self) -> Option<Instant> {
+        let i = self.issued.fetch_add(1, Ordering::Relaxed);
+        if self.config.max_requests.is_some_and(|max| i >= max) {
+            return None;
+        }
+        let due = match self.config.rate {
+            Some(rate) => self.start + Duration::from_secs_f64(i as f64 / rate),
+            None => Instant::now(),
+        };
+        (due < self.end).then_some(due)
+    }
+}
+
+/// Runs the load described by `config` and summarises it.
+///
+/// Fails only if not a single connection could be opened.
+pub async fn run(config: LoadConfig) -> std::io::Result<Summary> {
+    // Prove the server is there before the clock starts.
+    let probe = connect(&config).await?;
+    drop(probe);
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        end: start + config.duration,
+        start,
+        issued: AtomicU64::new(0),
+        answered: AtomicU64::new(0),
+        acknowledged: AtomicU64::new(0),
+        config,
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = shared
+        .config
+        .progress
+        .then(|| tokio::spawn(print_progress(shared.clone(), done.clone())));
+    let workers: Vec<_> = (0..shared.config.connections.max(1))
+        .map(|_| tokio::spawn(connection(shared.clone())))
+        .collect();
+    let mut total = Tally::new();
+    for worker in workers {
+        if let Ok(tally) = worker.await {
+            total.merge(tally);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    let config = &shared.config;
+    let requests: u64 = total.status.values().sum();
+    let h = &total.latency;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Ok(Summary {
+        mode: if config.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        url: format!("http://{}{}", config.host, config.path),
+        connections: config.connections,
+        events_per_request: config.events_per_request,
+        target_rate: config.rate,
+        elapsed_s: elapsed,
+        requests,
+        events_acknowledged: total.events,
+        requests_per_s: requests as f64 / elapsed,
+        events_per_s: total.events as f64 / elapsed,
+        status: total.status,
+        transport_errors: total.transport_errors,
+        latency_us: Percentiles {
+            mean: h.mean() / 1000.0,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p99_9: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        },
+    })
+}
+
+async fn connect(config: &LoadConfig) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(config.addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One keep-alive connection sending requests until a bound is reached.
+async fn connection(shared: Arc<Shared>) -> Tally {
+    let config = &shared.config;
+    let mut tally = Tally::new();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    while let Some(due) = shared.next_due() {
+        wait_until(due).await;
+        let sent_at = if config.rate.is_some() {
+            due
+        } else {
+            Instant::now()
+        };
+        if sender.is_none() {
+            match connect(config).await {
+                Ok(s) => sender = Some(s),
+                Err(_) => {
+                    // This request is lost; the bounds still end the run.
+                    tally.transport_errors += 1;
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+        send_and_record(&shared, &mut tally, &mut sender, sent_at).await;
+    }
+    tally
+}
+
+/// Sends one request on `sender` and records its outcome; drops the
+/// connection when it failed so the next turn reconnects.
+async fn send_and_record(
+    shared: &Shared,
+    tally: &mut Tally,
+    sender: &mut Option<SendRequest<Full<Bytes>>>,
+    sent_at: Instant,
+) {
+    let Some(s) = sender.as_mut() else { return };
+    match send(&shared.config, s).await {
+        Ok((status, accepted)) => {
+            let ns = u64::try_from(sent_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            tally.latency.saturating_record(ns.clamp(1, MAX_LATENCY_NS));
+            *tally.status.entry(status).or_default() += 1;
+            shared.answered.fetch_add(1, Ordering::Relaxed);
+            if (200..300).contains(&status) {
+                let events = accepted.unwrap_or(shared.config.events_per_request);
+                tally.events += events;
+                shared.acknowledged.fetch_add(events, Ordering::Relaxed);
+            }
+        }
+        Err(_) => {
+            tally.transport_errors += 1;
+            *sender = None;
+        }
+    }
+}
+
+/// Sends the configured request once; returns the status and, for a batch
+/// answer, how many events it says were accepted.
+async fn send(
+    config: &LoadConfig,
+    sender: &mut SendRequest<Full<Bytes>>,
+) -> Result<(u16, Option<u64>), hyper::Error> {
+    sender.ready().await?;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(config.path.as_str())
+        .header(HOST, config.host.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, "trackd-load")
+        .body(Full::new(config.body.clone()))
+        .expect("method, path and headers were checked when the run was configured");
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    let accepted = (config.events_per_request > 1)
+        .then(|| accepted_count(&body))
+        .flatten();
+    Ok((status, accepted))
+}
+
+/// The `"accepted":N` of a /batch answer, without parsing the whole body.
+pub fn accepted_count(body: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"accepted\":";
+    let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = &body[at..];
+    let end = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// Waits until `due`: on the timer while it is far, then by yielding, so
+/// open-loop sends are not late by the timer's millisecond grain.
+async fn wait_until(due: Instant) {
+    let now = Instant::now();
+    if due <= now {
+        return;
+    }
+    if due - now > SPIN_WINDOW {
+        tokio::time::sleep_until((due - SPIN_WINDOW).into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn print_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) {
+    let mut last = (Instant::now(), 0u64, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !done.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let now = Instant::now();
+        let answered = shared.answered.load(Ordering::Relaxed);
+        let events = shared.acknowledged.load(Ordering::Relaxed);
+        let dt = (now - last.0).as_secs_f64();
+        eprint!(
+            "\r{:6.1} s  {:>9.0} requests/s  {:>10.0} events/s  {:>10} answered ",
+            (now - shared.start).as_secs_f64(),
+            (answered - last.1) as f64 / dt,
+            (events - last.2) as f64 / dt,
+            answered,
+        );
+        last = (now, answered, events);
+    }
+    eprintln!();
+}
+
+/// A body of `events` small events (a bare object when `events` is 1, an
+/// array otherwise), each padded with an extra key to about `event_bytes`.
+pub fn sample_body(events: u64, event_bytes: usize) -> Bytes {
+    let mut body = String::new();
+    if events != 1 {
+        body.push('[');
+    }
+    for i in 0..events {
+        if i > 0 {
+            body.push(',');
+        }
+        let head = format!(
+            r#"{{"event":"click","user":"user-{i}","location":"/products/{i}","referrer":"/home""#
+        );
+        body.push_str(&head);
+        let room = event_bytes.saturating_sub(head.len() + 2);
+        if room > 10 {
+            body.push_str(r#","pad":""#);
+            body.extend(std::iter::repeat_n('x', room - 9));
+            body.push('"');
+        }
+        body.push('}');
+    }
+    if events != 1 {
+        body.push(']');
+    }
+    Bytes::from(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_count_reads_the_batch_answer() {
+        assert_eq!(
+            accepted_count(br#"{"message":"Success!","accepted":100,"ids":[]}"#),
+            Some(100)
+        );
+        assert_eq!(accepted_count(br#"{"message":"Success!"}"#), None);
+    }
+
+    #[test]
+    fn sample_bodies_are_valid_events_of_the_asked_size() {
+        let one: serde_json::Value =
+            serde_json::from_slice(&sample_body(1, 0)).expect("JSON object");
+        assert_eq!(one["event"], "click");
+        let big = sample_body(1, 1024);
+        assert!((1000..=1030).contains(&big.len()), "{}", big.len());
+        let many: Vec<serde_json::Value> =
+            serde_json::from_slice(&sample_body(100, 0)).expect("JSON array");
+        assert_eq!(many.len(), 100);
+    }
+
+    #[test]
+    fn open_loop_due_times_follow_the_rate_and_stop_at_the_bounds() {
+        let start = Instant::now();
+        let shared = Shared {
+            config: LoadConfig {
+                addr: "127.0.0.1:9".parse().expect("addr"),
+                host: "x".into(),
+                path: "/".into(),
+                body: Bytes::new(),
+                events_per_request: 1,
+                connections: 1,
+                rate: Some(1000.0),
+                duration: Duration::from_secs(1),
+                max_requests: Some(3),
+                progress: false,
+            },
+            start,
+            end: start + Duration::from_secs(1),
+            issued: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
+        };
+        assert_eq!(shared.next_due(), Some(start));
+        assert_eq!(shared.next_due(), Some(start + Duration::from_millis(1)));
+        assert_eq!(shared.next_due(), Some(start + Duration::from_millis(2)));
+        assert_eq!(shared.next_due(), None, "request count bound");
+    }
+}
