@@ -4,9 +4,10 @@
 //! raw. The event module has already refused what no dialect can store (U+0000).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::event::Event;
 
@@ -133,6 +134,10 @@ pub struct InsertBuilder {
     /// Scratch space for the row being formatted.
     row: Vec<u8>,
     rows: usize,
+    /// The last `ip` formatted and its text: events of one request share it.
+    last_ip: Option<(IpAddr, Vec<u8>)>,
+    /// The last `received_at` formatted and its text, likewise.
+    last_time: Option<(DateTime<Utc>, Vec<u8>)>,
 }
 
 impl InsertBuilder {
@@ -144,6 +149,8 @@ impl InsertBuilder {
             stmt: Vec::new(),
             row: Vec::new(),
             rows: 0,
+            last_ip: None,
+            last_time: None,
         }
     }
 
@@ -164,7 +171,15 @@ impl InsertBuilder {
                 .as_bytes(),
         );
         out.extend_from_slice(b"', '");
-        out.extend_from_slice(event.ip.to_string().as_bytes());
+        let ip = match &self.last_ip {
+            Some((ip, text)) if *ip == event.ip => text,
+            _ => {
+                let mut text = Vec::with_capacity(39);
+                push_ip(&mut text, event.ip);
+                &self.last_ip.insert((event.ip, text)).1
+            }
+        };
+        out.extend_from_slice(ip);
         out.extend_from_slice(b"', ");
         match &event.user_agent {
             Some(ua) => d.push_literal(out, ua),
@@ -177,12 +192,15 @@ impl InsertBuilder {
         out.extend_from_slice(b", ");
         d.push_literal(out, &event.location);
         out.extend_from_slice(b", '");
-        out.extend_from_slice(
-            event
-                .received_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_bytes(),
-        );
+        let time = match &self.last_time {
+            Some((time, text)) if *time == event.received_at => text,
+            _ => {
+                let mut text = Vec::with_capacity(27);
+                push_timestamp(&mut text, &event.received_at);
+                &self.last_time.insert((event.received_at, text)).1
+            }
+        };
+        out.extend_from_slice(time);
         out.extend_from_slice(b"', ");
         d.push_literal(out, &event.extra);
         out.push(b')');
@@ -249,6 +267,67 @@ impl InsertBuilder {
     }
 }
 
+/// Appends `ip` in its canonical text form (as `Display` writes it), without
+/// allocating for IPv4.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `time` as RFC 3339 UTC with microseconds, exactly as
+/// `to_rfc3339_opts(SecondsFormat::Micros, true)` would, without allocating.
+fn push_timestamp(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    let year = time.year();
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years past 9999 and leap seconds: rare, leave them to chrono.
+        out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    }
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    let year = year as u32;
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, time.month());
+    out.push(b'-');
+    two(out, time.day());
+    out.push(b'T');
+    two(out, time.hour());
+    out.push(b':');
+    two(out, time.minute());
+    out.push(b':');
+    two(out, time.second());
+    out.push(b'.');
+    let micros = nanos / 1000;
+    two(out, micros / 10_000);
+    two(out, micros / 100 % 100);
+    two(out, micros % 100);
+    out.push(b'Z');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +339,72 @@ mod tests {
         let mut out = Vec::new();
         d.push_literal(&mut out, v);
         String::from_utf8(out).expect("utf-8 in, utf-8 out")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_match_chrono(secs in -62_167_219_200i64..253_402_300_800, nanos in 0u32..2_000_000_000) {
+            let time = DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+            let mut out = Vec::new();
+            push_timestamp(&mut out, &time);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).expect("ascii"),
+                time.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+
+        #[test]
+        fn ips_match_display(v4 in proptest::prelude::any::<[u8; 4]>(), v6 in proptest::prelude::any::<[u16; 8]>()) {
+            for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
+                let mut out = Vec::new();
+                push_ip(&mut out, ip);
+                proptest::prop_assert_eq!(String::from_utf8(out).expect("ascii"), ip.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn far_future_years_fall_back_to_chrono() {
+        let time = DateTime::from_timestamp(300_000_000_000, 5_000).expect("in range");
+        let mut out = Vec::new();
+        push_timestamp(&mut out, &time);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            time.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+    }
+
+    #[test]
+    fn rows_sharing_ip_and_time_reuse_them_and_others_do_not() {
+        let table: TableName = "events".parse().expect("valid");
+        let mut b = InsertBuilder::new(Dialect::Sqlite, &table);
+        let mut event = Event {
+            id: uuid::Uuid::nil(),
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            user_agent: Some("ua".into()),
+            event: "e".into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        };
+        b.push(&event);
+        b.push(&event);
+        event.ip = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        event.received_at =
+            DateTime::from_timestamp(1_700_000_001, 999_999_000).unwrap_or_default();
+        b.push(&event);
+        let sql = String::from_utf8(b.finish().to_vec()).expect("utf-8");
+        assert_eq!(
+            sql.matches("'10.0.0.1', 'ua', 'e', 'u', 'l', '2023-11-14T22:13:20.000000Z'")
+                .count(),
+            2
+        );
+        assert!(
+            sql.contains("'::1', 'ua', 'e', 'u', 'l', '2023-11-14T22:13:21.999999Z'"),
+            "{sql}"
+        );
     }
 
     #[test]
