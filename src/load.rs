@@ -110,6 +110,10 @@ pub struct Summary {
     pub transport_errors: u64,
     /// Latency of answered requests, in microseconds.
     pub latency_us: Percentiles,
+    /// CPU the load generator itself used, in percent of one core (Linux
+    /// only): near 100 × its threads means the generator, not the server,
+    /// set the pace.
+    pub client_cpu_percent: Option<f64>,
 }
 
 impl Summary {
@@ -132,7 +136,8 @@ impl Summary {
             "{} loop, {} connections, {} events/request{}\n\
              {:.2} s: {} requests ({:.0}/s), {} events acknowledged ({:.0}/s)\n\
              status: {{{}}}, transport errors: {}\n\
-             latency µs: mean {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
+             latency µs: mean {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n\
+             load generator CPU: {}\n",
             self.mode,
             self.connections,
             self.events_per_request,
@@ -152,6 +157,9 @@ impl Summary {
             l.p99,
             l.p99_9,
             l.max,
+            self.client_cpu_percent
+                .map(|p| format!("{p:.0}% of one core"))
+                .unwrap_or_else(|| "unknown".into()),
         )
     }
 }
@@ -223,6 +231,7 @@ pub async fn run(config: LoadConfig) -> std::io::Result<Summary> {
     // Prove the server is there before the clock starts.
     let probe = connect(&config).await?;
     drop(probe);
+    let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let shared = Arc::new(Shared {
         end: start + config.duration,
@@ -247,6 +256,9 @@ pub async fn run(config: LoadConfig) -> std::io::Result<Summary> {
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let client_cpu_percent = cpu_before
+        .zip(process_cpu_seconds())
+        .map(|(before, after)| (after - before) / elapsed * 100.0);
     done.store(true, Ordering::Relaxed);
     if let Some(progress) = progress {
         let _ = progress.await;
@@ -280,7 +292,20 @@ pub async fn run(config: LoadConfig) -> std::io::Result<Summary> {
             p99_9: us(h.value_at_quantile(0.999)),
             max: us(h.max()),
         },
+        client_cpu_percent,
     })
+}
+
+/// User + system CPU time of this process so far, from `/proc/self/stat`.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in USER_HZ (100 per second on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 async fn connect(config: &LoadConfig) -> std::io::Result<SendRequest<Full<Bytes>>> {
@@ -454,6 +479,19 @@ pub fn sample_body(events: u64, event_bytes: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cpu_time_is_readable_and_grows() {
+        let Some(before) = process_cpu_seconds() else {
+            return; // not Linux
+        };
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let after = process_cpu_seconds().expect("still readable");
+        assert!(after >= before);
+    }
 
     #[test]
     fn accepted_count_reads_the_batch_answer() {

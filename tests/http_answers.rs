@@ -1,84 +1,97 @@
 //! The success answers of /track and /batch, which are written by hand on the
 //! hot path rather than through serde_json: they must still be the JSON the
-//! contract promises, with ids that match what was queued.
+//! contract promises, with ids that match the rows written.
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::Value;
-use tower::ServiceExt;
 use trackd::clock::SystemClock;
 use trackd::config::Config;
-use trackd::http::{app, AppState};
-use trackd::queue::Queue;
+use trackd::sink::MemorySink;
 
-async fn post(queue: &Arc<Queue>, path: &str, body: &str) -> (StatusCode, String, Value) {
-    let state = Arc::new(AppState::new(
-        &Config::default(),
-        queue.clone(),
+/// Runs a server with `config`, sends each `(path, body)`, shuts it down and
+/// returns every answer (status, content type, JSON) and the statements written.
+async fn exchange(
+    config: Config,
+    requests: &[(&str, &str)],
+) -> (Vec<(u16, String, Value)>, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let sink = MemorySink::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(trackd::server::run(
+        listener,
+        config,
+        Box::new(sink.clone()),
         Arc::new(SystemClock),
+        async {
+            let _ = stopped.await;
+        },
     ));
-    let response = app(state)
-        .oneshot(
-            Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_owned()))
-                .expect("request"),
-        )
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .unwrap_or_default();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes).expect("the answer is JSON");
-    (status, content_type, json)
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for (path, body) in requests {
+        let response = client
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default();
+        let json = response.json().await.expect("the answer is JSON");
+        answers.push((status, content_type, json));
+    }
+    let _ = stop.send(());
+    server.await.expect("server task").expect("drained");
+    (answers, sink.statements().concat())
 }
 
 #[tokio::test]
-async fn track_answers_success_with_the_queued_id() {
-    let queue = Arc::new(Queue::new(10));
-    let (status, content_type, json) = post(
-        &queue,
-        "/track",
-        r#"{"event":"click","user":"u","location":"/"}"#,
+async fn track_answers_success_with_the_written_id() {
+    let (answers, sql) = exchange(
+        Config::default(),
+        &[("/track", r#"{"event":"click","user":"u","location":"/"}"#)],
     )
     .await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, content_type, json) = &answers[0];
+    assert_eq!(*status, 200);
     assert_eq!(content_type, "application/json");
     assert_eq!(json["message"], "Success!");
-    let queued = queue.try_recv().expect("the event was queued");
-    assert_eq!(json["id"], queued.id.to_string());
     assert_eq!(json.as_object().expect("object").len(), 2);
+    let id = json["id"].as_str().expect("id is a string");
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+    assert!(sql.contains(&format!("('{id}', ")), "{sql}");
 }
 
 #[tokio::test]
 async fn batch_answers_accepted_ids_in_order_and_rejections() {
-    let queue = Arc::new(Queue::new(10));
     let body = r#"[{"event":"a","user":"u","location":"/"}, {"event":"a"},
                    {"event":"b","user":"u","location":"/"}]"#;
-    let (status, content_type, json) = post(&queue, "/batch", body).await;
-    assert_eq!(status, StatusCode::OK);
+    let (answers, sql) = exchange(Config::default(), &[("/batch", body)]).await;
+    let (status, content_type, json) = &answers[0];
+    assert_eq!(*status, 200);
     assert_eq!(content_type, "application/json");
     assert_eq!(json["message"], "Success!");
     assert_eq!(json["accepted"], 2);
-    let first = queue.try_recv().expect("queued");
-    let second = queue.try_recv().expect("queued");
-    assert_eq!(&*first.event, "a");
-    assert_eq!(
-        json["ids"],
-        serde_json::json!([first.id.to_string(), second.id.to_string()])
-    );
+    let ids: Vec<&str> = json["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("string"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let first = sql.find(ids[0]).expect("first id written");
+    let second = sql.find(ids[1]).expect("second id written");
+    assert!(first < second, "rows are written in the order sent");
+    assert!(sql[first..second].contains("'a'"));
     let rejected = json["rejected"].as_array().expect("array");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["index"], 1);
@@ -87,19 +100,17 @@ async fn batch_answers_accepted_ids_in_order_and_rejections() {
 }
 
 #[tokio::test]
-async fn batch_that_does_not_fit_queues_nothing_and_answers_503() {
-    let queue = Arc::new(Queue::new(3));
-    queue.push_all(vec![]).expect("an empty push is a no-op");
-    let (status, _, _) = post(
-        &queue,
-        "/track",
-        r#"{"event":"click","user":"u","location":"/"}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let body = r#"[{"event":"a","user":"u","location":"/"},{"event":"a","user":"u","location":"/"},{"event":"a","user":"u","location":"/"}]"#;
-    let (status, _, json) = post(&queue, "/batch", body).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(json["reason"], "queue_full");
-    assert_eq!(queue.depth(), 1, "none of the batch was queued");
+async fn batch_that_cannot_fit_answers_the_error_and_writes_nothing() {
+    let config = Config {
+        queue_capacity: 2,
+        ..Config::default()
+    };
+    let event = r#"{"event":"a","user":"u","location":"/"}"#;
+    let body = format!("[{event},{event},{event}]");
+    let (answers, sql) = exchange(config, &[("/batch", &body)]).await;
+    let (status, _, json) = &answers[0];
+    assert_eq!(*status, 413);
+    assert_eq!(json["reason"], "batch_too_large");
+    assert!(json.get("ids").is_none());
+    assert_eq!(sql, "");
 }

@@ -1,7 +1,7 @@
 //! `trackd-load`: load-test a trackd deployment (or anything that takes POSTs)
 //! over keep-alive HTTP/1.1 connections. See BENCHMARKS.md.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -130,11 +130,13 @@ fn real_main() -> anyhow::Result<bool> {
     let summary = runtime
         .block_on(load::run(config))
         .with_context(|| format!("cannot connect to {}", args.url))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    let text = if args.json {
+        serde_json::to_string(&summary)? + "\n"
     } else {
-        print!("{}", summary.to_text());
-    }
+        summary.to_text()
+    };
+    // A closed pipe (`| head`) is not worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(summary.all_ok())
 }
 
