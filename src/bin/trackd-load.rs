@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hyper::body::Bytes;
+use axum::body::Bytes;
 
 use trackd::load::{self, LoadConfig};
 
