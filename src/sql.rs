@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
@@ -31,7 +32,16 @@ impl Dialect {
     /// as an escape string `E'…'`, which reads the same under either setting.
     pub fn push_literal(self, out: &mut Vec<u8>, value: &str) {
         let bytes = value.as_bytes();
-        let escape_backslash = self == Dialect::Postgres && bytes.contains(&b'\\');
+        // Most values hold neither a quote nor a backslash: one vectorised
+        // scan proves it and the value is copied whole.
+        if memchr::memchr2(b'\'', b'\\', bytes).is_none() {
+            out.reserve(bytes.len() + 2);
+            out.push(b'\'');
+            out.extend_from_slice(bytes);
+            out.push(b'\'');
+            return;
+        }
+        let escape_backslash = self == Dialect::Postgres && memchr::memchr(b'\\', bytes).is_some();
         if escape_backslash {
             out.push(b'E');
         }
@@ -138,6 +148,9 @@ pub struct InsertBuilder {
     last_ip: Option<(IpAddr, Vec<u8>)>,
     /// The last `received_at` formatted and its text, likewise.
     last_time: Option<(DateTime<Utc>, Vec<u8>)>,
+    /// The last `user_agent` literal, likewise (compared by pointer: the
+    /// events of one request share one `Arc`).
+    last_user_agent: Option<(Arc<str>, Vec<u8>)>,
 }
 
 impl InsertBuilder {
@@ -151,6 +164,7 @@ impl InsertBuilder {
             rows: 0,
             last_ip: None,
             last_time: None,
+            last_user_agent: None,
         }
     }
 
@@ -182,7 +196,17 @@ impl InsertBuilder {
         out.extend_from_slice(ip);
         out.extend_from_slice(b"', ");
         match &event.user_agent {
-            Some(ua) => d.push_literal(out, ua),
+            Some(ua) => {
+                let literal = match &self.last_user_agent {
+                    Some((last, text)) if Arc::ptr_eq(last, ua) => text,
+                    _ => {
+                        let mut text = Vec::with_capacity(ua.len() + 2);
+                        d.push_literal(&mut text, ua);
+                        &self.last_user_agent.insert((ua.clone(), text)).1
+                    }
+                };
+                out.extend_from_slice(literal);
+            }
             None => out.extend_from_slice(b"NULL"),
         }
         out.extend_from_slice(b", ");
@@ -405,6 +429,54 @@ mod tests {
             sql.contains("'::1', 'ua', 'e', 'u', 'l', '2023-11-14T22:13:21.999999Z'"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn user_agent_literal_is_reused_only_for_the_same_request() {
+        let table: TableName = "events".parse().expect("valid");
+        let mut b = InsertBuilder::new(Dialect::Postgres, &table);
+        let shared: Arc<str> = Arc::from(r"it's \ua");
+        let mut event = Event {
+            id: uuid::Uuid::nil(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: Some(shared.clone()),
+            event: "e".into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        };
+        b.push(&event);
+        b.push(&event);
+        event.user_agent = Some(Arc::from("other"));
+        b.push(&event);
+        event.user_agent = None;
+        b.push(&event);
+        let sql = String::from_utf8(b.finish().to_vec()).expect("utf-8");
+        assert_eq!(sql.matches(r"E'it''s \\ua'").count(), 2, "{sql}");
+        assert_eq!(sql.matches("'other'").count(), 1);
+        assert_eq!(sql.matches("NULL").count(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn literals_round_trip_through_sql_quoting(value in "[a-z'\\\\ é]{0,12}") {
+            for d in [Dialect::Postgres, Dialect::Sqlite] {
+                let text = literal(d, &value);
+                let escape = d == Dialect::Postgres && value.contains('\\');
+                let body = text
+                    .strip_prefix(if escape { "E'" } else { "'" })
+                    .and_then(|t| t.strip_suffix('\''))
+                    .expect("quoted");
+                let mut decoded = body.replace("''", "'");
+                if escape {
+                    decoded = decoded.replace("\\\\", "\\");
+                }
+                proptest::prop_assert_eq!(&decoded, &value);
+                proptest::prop_assert!(!body.replace("''", "").contains('\''));
+            }
+        }
     }
 
     #[test]

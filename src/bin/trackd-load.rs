@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
 use axum::body::Bytes;
+use clap::Parser;
 
 use trackd::load::{self, LoadConfig};
 
