@@ -10,6 +10,10 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 
+/// The same allocator as trackd, so the comparison is of work, not of mallocs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ANSWER: &str = r#"{"message":"Success!"}"#;
 
 async fn accept(body: Bytes) -> impl IntoResponse {

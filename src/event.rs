@@ -604,6 +604,12 @@ fn unstorable_escape(raw: &str) -> Option<&'static str> {
 /// Appends `s` as a JSON string literal.
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // The usual key: nothing to escape.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -825,6 +831,21 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(&single.extra, &from_batch.extra);
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_exactly_what_json_requires() {
+        for (raw, quoted) in [
+            ("plain key", r#""plain key""#),
+            ("é\u{7f}", "\"é\u{7f}\""),
+            ("q\"b\\n\nt\tc\u{1}", r#""q\"b\\n\nt\tc\u0001""#),
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, raw);
+            assert_eq!(out, quoted);
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, raw);
         }
     }
 

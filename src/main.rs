@@ -12,6 +12,14 @@ use trackd::clock::SystemClock;
 use trackd::config::{Cli, Command, Config, LogFormat};
 use trackd::sink::{FileSink, Sink, StdoutSink};
 
+/// mimalloc instead of the system allocator: an event is a handful of small
+/// allocations made on an HTTP worker and freed on the writer thread. With
+/// glibc's malloc, allocation was ~15% of server CPU on /batch; with mimalloc
+/// (and the SQL changes made alongside) callgrind counts 25% fewer
+/// instructions per event.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
