@@ -61,7 +61,11 @@ fn http(c: &mut Criterion) {
                             .body(Full::new(body.clone()))
                             .expect("request");
                         let response = sender.send_request(request).await.expect("answer");
-                        assert!(response.status().is_success());
+                        assert!(
+                            response.status().is_success(),
+                            "{path}: {}",
+                            response.status()
+                        );
                         let _: Bytes = response
                             .into_body()
                             .collect()

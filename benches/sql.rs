@@ -27,6 +27,27 @@ fn insert(c: &mut Criterion) {
             });
         }
     }
+    // Rows from different requests: nothing to reuse between rows (the
+    // /track case), each with its own time and User-Agent.
+    let events: Vec<_> = (0..1000)
+        .map(|i| {
+            let mut e = common::event(0);
+            e.received_at += chrono::TimeDelta::microseconds(i);
+            e.user_agent = e.user_agent.as_deref().map(Into::into);
+            e
+        })
+        .collect();
+    let mut builder = InsertBuilder::new(Dialect::Postgres, &table);
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function(BenchmarkId::new("small_distinct_requests", 1000), |b| {
+        b.iter(|| {
+            for event in &events {
+                builder.push(black_box(event));
+            }
+            black_box(builder.finish().len());
+            builder.clear();
+        })
+    });
     group.finish();
 }
 
