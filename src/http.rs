@@ -4,10 +4,12 @@
 //! decompress within limits, parse, validate, stamp the request's metadata —
 //! and enqueue without waiting. A full queue is an immediate 503.
 
+use std::future::Future;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -211,17 +213,22 @@ impl AppState {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::BodyTooLarge { limit });
         }
-        let bytes =
-            match tokio::time::timeout(self.request_timeout, axum::body::to_bytes(body, limit))
-                .await
-            {
+        // A small body has usually arrived with the head: take it without
+        // arming a timer (a timer costs more than the rest of the read).
+        let mut read = std::pin::pin!(axum::body::to_bytes(body, limit));
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => match tokio::time::timeout(self.request_timeout, read).await {
                 Err(_) => return Err(ApiError::Timeout),
-                Ok(Err(error)) if is_length_limit(&error) => {
-                    return Err(ApiError::BodyTooLarge { limit })
-                }
-                Ok(Err(_)) => return Err(ApiError::BodyRead),
-                Ok(Ok(bytes)) => bytes,
-            };
+                Ok(result) => result,
+            },
+        };
+        let bytes = match result {
+            Err(error) if is_length_limit(&error) => return Err(ApiError::BodyTooLarge { limit }),
+            Err(_) => return Err(ApiError::BodyRead),
+            Ok(bytes) => bytes,
+        };
         if !gzip {
             return Ok(bytes);
         }

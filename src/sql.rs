@@ -146,8 +146,8 @@ pub struct InsertBuilder {
     rows: usize,
     /// The last `ip` formatted and its text: events of one request share it.
     last_ip: Option<(IpAddr, Vec<u8>)>,
-    /// The last `received_at` formatted and its text, likewise.
-    last_time: Option<(DateTime<Utc>, Vec<u8>)>,
+    /// The text of recent `received_at` values.
+    times: TimeCache,
     /// The last `user_agent` literal, likewise (compared by pointer: the
     /// events of one request share one `Arc`).
     last_user_agent: Option<(Arc<str>, Vec<u8>)>,
@@ -163,7 +163,7 @@ impl InsertBuilder {
             row: Vec::new(),
             rows: 0,
             last_ip: None,
-            last_time: None,
+            times: TimeCache::default(),
             last_user_agent: None,
         }
     }
@@ -216,15 +216,7 @@ impl InsertBuilder {
         out.extend_from_slice(b", ");
         d.push_literal(out, &event.location);
         out.extend_from_slice(b", '");
-        let time = match &self.last_time {
-            Some((time, text)) if *time == event.received_at => text,
-            _ => {
-                let mut text = Vec::with_capacity(27);
-                push_timestamp(&mut text, &event.received_at);
-                &self.last_time.insert((event.received_at, text)).1
-            }
-        };
-        out.extend_from_slice(time);
+        out.extend_from_slice(self.times.text(&event.received_at));
         out.extend_from_slice(b"', ");
         d.push_literal(out, &event.extra);
         out.push(b')');
@@ -288,6 +280,55 @@ impl InsertBuilder {
     pub fn clear(&mut self) {
         self.stmt.clear();
         self.rows = 0;
+    }
+}
+
+/// Remembers how recent timestamps were written: the events of one request
+/// share theirs exactly, and consecutive requests almost always share the
+/// date, hour and minute, which are the costly part to compute.
+#[derive(Debug, Default)]
+struct TimeCache {
+    /// The last timestamp written, whose text is `text`.
+    last: Option<DateTime<Utc>>,
+    text: Vec<u8>,
+    /// The minute (seconds since the epoch / 60) that `prefix` spells.
+    minute: Option<i64>,
+    /// `YYYY-MM-DDTHH:MM:` of that minute.
+    prefix: [u8; 17],
+}
+
+impl TimeCache {
+    /// `time` as RFC 3339 UTC with microseconds, as [`push_timestamp`] writes it.
+    fn text(&mut self, time: &DateTime<Utc>) -> &[u8] {
+        if self.last != Some(*time) {
+            self.text.clear();
+            let secs = time.timestamp();
+            let minute = secs.div_euclid(60);
+            let nanos = time.nanosecond();
+            if self.minute == Some(minute) && nanos < 1_000_000_000 {
+                self.text.extend_from_slice(&self.prefix);
+                let second = secs.rem_euclid(60) as u32;
+                let micros = nanos / 1000;
+                for n in [second, micros / 10_000, micros / 100 % 100, micros % 100] {
+                    self.text.push(b'0' + (n / 10) as u8);
+                    self.text.push(b'0' + (n % 10) as u8);
+                }
+                self.text.insert(19, b'.');
+                self.text.push(b'Z');
+            } else {
+                push_timestamp(&mut self.text, time);
+                // Only the plain 27-byte form (no leap second, year 0..=9999)
+                // has a prefix to reuse.
+                if self.text.len() == 27 && nanos < 1_000_000_000 {
+                    self.prefix.copy_from_slice(&self.text[..17]);
+                    self.minute = Some(minute);
+                } else {
+                    self.minute = None;
+                }
+            }
+            self.last = Some(*time);
+        }
+        &self.text
     }
 }
 
@@ -384,6 +425,45 @@ mod tests {
                 push_ip(&mut out, ip);
                 proptest::prop_assert_eq!(String::from_utf8(out).expect("ascii"), ip.to_string());
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cached_timestamps_match_chrono_in_any_order(
+            times in proptest::collection::vec((1_699_999_900i64..1_700_000_200, 0u32..1_000_000_000), 1..40),
+            far in -62_167_219_200i64..253_402_300_800,
+        ) {
+            let mut cache = TimeCache::default();
+            let mut all: Vec<DateTime<Utc>> = times
+                .into_iter()
+                .map(|(s, n)| DateTime::from_timestamp(s, n).unwrap_or_default())
+                .collect();
+            all.insert(all.len() / 2, DateTime::from_timestamp(far, 0).unwrap_or_default());
+            all.push(DateTime::from_timestamp(300_000_000_000, 0).unwrap_or_default());
+            all.push(all[0]);
+            for time in all {
+                proptest::prop_assert_eq!(
+                    std::str::from_utf8(cache.text(&time)).expect("ascii"),
+                    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn leap_seconds_are_written_as_chrono_writes_them() {
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 1_500_000))
+            .expect("a leap second")
+            .and_utc();
+        let before = leap - chrono::TimeDelta::seconds(1);
+        let mut cache = TimeCache::default();
+        for time in [before, leap, before] {
+            assert_eq!(
+                std::str::from_utf8(cache.text(&time)).expect("ascii"),
+                time.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
         }
     }
 

@@ -114,3 +114,41 @@ async fn batch_that_cannot_fit_answers_the_error_and_writes_nothing() {
     assert!(json.get("ids").is_none());
     assert_eq!(sql, "");
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = Config {
+        request_timeout_ms: 200,
+        ..Config::default()
+    };
+    let server = tokio::spawn(trackd::server::run(
+        listener,
+        config,
+        Box::new(MemorySink::new()),
+        Arc::new(SystemClock),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"event\":")
+        .await
+        .expect("send part of the body");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut answer))
+        .await
+        .expect("answered before the test gives up")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    drop(socket);
+    let _ = stop.send(());
+    server.await.expect("server task").expect("drained");
+}
