@@ -1,9 +1,11 @@
 //! The wire format of an event and its validation into an [`Event`].
 //!
-//! A body is parsed once. The three required fields are decoded and checked;
-//! every other top-level key is copied into `extra` as the raw JSON text the
-//! client sent, so nested values, key order and numbers of any size survive
-//! byte for byte. Code past this module never re-checks an [`Event`].
+//! A body is parsed once, batches included: each event is validated as the
+//! parser reaches it. The three required fields are decoded and checked
+//! (borrowed from the body when they hold no escapes); every other top-level
+//! key is copied into `extra` as the raw JSON text the client sent, so nested
+//! values, key order and numbers of any size survive byte for byte. Code past
+//! this module never re-checks an [`Event`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -150,8 +152,22 @@ pub fn parse_event(body: &[u8], meta: &RequestMeta) -> Result<Event, Rejection> 
             format!("body is not valid UTF-8: {e}"),
         )
     })?;
-    let wire: Wire = serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?;
+    // `extra` is at most as long as the body, so it is built without regrowing.
+    let mut scratch = String::with_capacity(text.len());
+    let wire =
+        from_str_seed(text, WireSeed(&mut scratch)).map_err(|e| Rejection::invalid_json(&e))?;
     wire.validate(meta)
+}
+
+/// `serde_json::from_str`, for a seed.
+fn from_str_seed<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    seed: S,
+) -> serde_json::Result<S::Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// Parses a batch body (a JSON array of events, or `{"batch": [...]}`).
@@ -169,59 +185,190 @@ pub fn parse_batch(
             format!("body is not valid UTF-8: {e}"),
         )
     })?;
-    let items: Vec<&RawValue> = match first_byte(body) {
-        Some(b'[') => serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?,
-        Some(b'{') => {
-            let envelope: BatchEnvelope =
-                serde_json::from_str(text).map_err(|e| Rejection::invalid_json(&e))?;
-            envelope.batch.ok_or_else(|| {
+    match first_byte(body) {
+        Some(b'[') => from_str_seed(text, BatchSeed(meta)).map_err(|e| Rejection::invalid_json(&e)),
+        Some(b'{') => from_str_seed(text, EnvelopeSeed(meta))
+            .map_err(|e| Rejection::invalid_json(&e))?
+            .ok_or_else(|| {
                 Rejection::new(
                     Reason::MissingField,
                     Some("batch"),
                     "field `batch` is required: send a JSON array, or an object with a `batch` array".into(),
                 )
-            })?
+            }),
+        None => Err(Rejection::new(
+            Reason::InvalidJson,
+            None,
+            "body is empty; expected a JSON array of events".into(),
+        )),
+        Some(_) => Err(Rejection::new(
+            Reason::InvalidJson,
+            None,
+            "body must be a JSON array of events, or an object with a `batch` array".into(),
+        )),
+    }
+}
+
+/// Rejection of a batch item that is not a JSON object.
+fn not_an_object() -> Rejection {
+    Rejection::new(
+        Reason::InvalidJson,
+        None,
+        "event must be a JSON object".into(),
+    )
+}
+
+/// A batch array: each item parsed and validated in the same pass.
+struct BatchSeed<'m>(&'m RequestMeta);
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, Rejection>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<Result<Event, Rejection>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // One buffer for every event's `extra`, copied out at its exact size.
+        let mut scratch = String::with_capacity(256);
+        let mut results = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(item) = seq.next_element_seed(ItemSeed(&mut scratch))? {
+            results.push(match item {
+                Some(wire) => wire.validate(self.0),
+                None => Err(not_an_object()),
+            });
         }
-        None => {
-            return Err(Rejection::new(
-                Reason::InvalidJson,
-                None,
-                "body is empty; expected a JSON array of events".into(),
-            ))
-        }
-        Some(_) => {
-            return Err(Rejection::new(
-                Reason::InvalidJson,
-                None,
-                "body must be a JSON array of events, or an object with a `batch` array".into(),
-            ))
-        }
-    };
-    Ok(items
-        .into_iter()
-        .map(|raw| {
-            if !raw.get().starts_with('{') {
-                return Err(Rejection::new(
-                    Reason::InvalidJson,
-                    None,
-                    "event must be a JSON object".into(),
-                ));
+        Ok(results)
+    }
+}
+
+/// `{"batch": [...]}`: the array, or `None` when `batch` is absent or null.
+struct EnvelopeSeed<'m>(&'m RequestMeta);
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Option<Vec<Result<Event, Rejection>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Option<Vec<Result<Event, Rejection>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with a `batch` array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut batch = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key != "batch" {
+                map.next_value::<IgnoredAny>()?;
+            } else if batch.is_some() {
+                return Err(de::Error::duplicate_field("batch"));
+            } else {
+                batch = Some(map.next_value_seed(OptionalBatch(self.0))?);
             }
-            let wire: Wire =
-                serde_json::from_str(raw.get()).map_err(|e| Rejection::invalid_json(&e))?;
-            wire.validate(meta)
-        })
-        .collect())
+        }
+        Ok(batch.flatten())
+    }
+}
+
+/// The value of `batch`: null, or a batch array.
+struct OptionalBatch<'m>(&'m RequestMeta);
+
+impl<'de> DeserializeSeed<'de> for OptionalBatch<'_> {
+    type Value = Option<Vec<Result<Event, Rejection>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionalBatch<'_> {
+    type Value = Option<Vec<Result<Event, Rejection>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        BatchSeed(self.0).deserialize(deserializer).map(Some)
+    }
+}
+
+/// One batch item: `Some` wire event for an object, `None` for any other value
+/// (which is consumed and reported per event, not as a broken body).
+struct ItemSeed<'s>(&'s mut String);
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
+    type Value = Option<Wire<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_> {
+    type Value = Option<Wire<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        WireSeed(self.0).visit_map(map).map(Some)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 fn first_byte(body: &[u8]) -> Option<u8> {
     body.iter().copied().find(|b| !b.is_ascii_whitespace())
-}
-
-#[derive(Deserialize)]
-struct BatchEnvelope<'a> {
-    #[serde(borrow)]
-    batch: Option<Vec<&'a RawValue>>,
 }
 
 /// The body as sent: the three required fields still raw, `extra` already built.
@@ -233,18 +380,22 @@ struct Wire<'a> {
     duplicate: Option<&'static str>,
     /// A key or value of `extra` that cannot be stored, and which key it was.
     unstorable: Option<(String, &'static str)>,
-    extra: String,
+    extra: Box<str>,
 }
 
-impl<'de> Deserialize<'de> for Wire<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(WireVisitor)
+/// Reads a [`Wire`] event, building `extra` in the borrowed buffer first so
+/// that the event keeps one allocation of exactly the right size.
+struct WireSeed<'s>(&'s mut String);
+
+impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
+    type Value = Wire<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct WireVisitor;
-
-impl<'de> Visitor<'de> for WireVisitor {
+impl<'de> Visitor<'de> for WireSeed<'_> {
     type Value = Wire<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -252,13 +403,15 @@ impl<'de> Visitor<'de> for WireVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let extra = self.0;
+        extra.clear();
         let mut wire = Wire {
             event: None,
             user: None,
             location: None,
             duplicate: None,
             unstorable: None,
-            extra: String::new(),
+            extra: Box::default(),
         };
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let slot = match &*key {
@@ -281,16 +434,16 @@ impl<'de> Visitor<'de> for WireVisitor {
                     wire.unstorable = Some((key.to_string(), problem));
                 }
             }
-            wire.extra
-                .push(if wire.extra.is_empty() { '{' } else { ',' });
-            push_json_string(&mut wire.extra, &key);
-            wire.extra.push(':');
-            wire.extra.push_str(value.get());
+            extra.push(if extra.is_empty() { '{' } else { ',' });
+            push_json_string(extra, &key);
+            extra.push(':');
+            extra.push_str(value.get());
         }
-        if wire.extra.is_empty() {
-            wire.extra.push('{');
+        if extra.is_empty() {
+            extra.push('{');
         }
-        wire.extra.push('}');
+        extra.push('}');
+        wire.extra = Box::from(extra.as_str());
         Ok(wire)
     }
 }
@@ -318,23 +471,23 @@ impl Wire<'_> {
             id: Uuid::now_v7(),
             ip: meta.ip,
             user_agent: meta.user_agent.clone(),
-            event: event.into(),
-            user: user.into(),
-            location: location.into(),
+            event: Box::from(&*event),
+            user: Box::from(&*user),
+            location: Box::from(&*location),
             received_at: meta.received_at,
             event_time: meta.received_at,
-            extra: self.extra.into_boxed_str(),
+            extra: self.extra,
             accepted_at: meta.accepted_at,
         })
     }
 }
 
-fn required_string(
-    raw: Option<&RawValue>,
+fn required_string<'a>(
+    raw: Option<&'a RawValue>,
     name: &str,
     max_bytes: usize,
     integer_ok: bool,
-) -> Result<String, Rejection> {
+) -> Result<Cow<'a, str>, Rejection> {
     let raw = raw.ok_or_else(|| {
         Rejection::new(
             Reason::MissingField,
@@ -348,7 +501,14 @@ fn required_string(
     } else {
         "a string"
     };
-    let value = if text.starts_with('"') {
+    let plain = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|t| !t.contains('\\'));
+    let value = if let Some(plain) = plain {
+        // The parser has checked the string; without escapes it means itself.
+        Cow::Borrowed(plain)
+    } else if text.starts_with('"') {
         let Key(value) = serde_json::from_str(text).map_err(|e| {
             Rejection::new(
                 Reason::InvalidField,
@@ -356,9 +516,9 @@ fn required_string(
                 format!("field `{name}` is not a valid string: {e}"),
             )
         })?;
-        value.into_owned()
+        Cow::Owned(value.into_owned())
     } else if integer_ok && is_json_integer(text) {
-        text.to_owned()
+        Cow::Borrowed(text)
     } else {
         return Err(Rejection::new(
             Reason::InvalidField,
@@ -468,6 +628,12 @@ pub(crate) fn unstorable_json(raw: &str) -> Option<&'static str> {
 /// Appends `s` as a JSON string literal, escaped as `serde_json` escapes it.
 pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // The usual key: nothing to escape.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -670,6 +836,14 @@ mod tests {
         assert_eq!(r.reason, Reason::UnstorableValue);
         let brackets = format!(r#"["{}\"{}"]"#, "[".repeat(200), "{".repeat(200));
         assert!(parse(&body(&brackets)).is_ok());
+        let batch = format!("[{},{}]", body("1"), body(&deep(MAX_NESTING + 1)));
+        let results = parse_batch(batch.as_bytes(), &meta()).expect("parsable");
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results[1].as_ref().map_err(|r| r.reason).unwrap_err(),
+            Reason::UnstorableValue,
+            "the batch path checks nesting too"
+        );
     }
 
     #[test]
@@ -677,6 +851,124 @@ mod tests {
         let e = parse(r#"{"event":"a","user":"b","location":"c","we\"ird\n":1}"#).expect("ok");
         let v: serde_json::Value = serde_json::from_str(&e.extra).expect("extra is JSON");
         assert_eq!(v["we\"ird\n"], 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn single_and_batch_parsing_agree_and_keep_values_exact(
+            event in "[^\u{0}]{1,20}",
+            user in "[^\u{0}]{1,20}",
+            location in "[^\u{0}]{1,20}",
+            key in "[a-z\"\\\n]{1,8}",
+            value in "[^\u{0}]{0,20}",
+        ) {
+            let mut object = serde_json::Map::new();
+            object.insert(key.clone(), value.clone().into());
+            object.insert("event".into(), event.clone().into());
+            object.insert("user".into(), user.clone().into());
+            object.insert("location".into(), location.clone().into());
+            let body = serde_json::Value::Object(object).to_string();
+            let reserved = ["event", "user", "location"].contains(&key.as_str());
+            let single = parse(&body).expect("valid");
+            let batch = parse_batch(format!("[{body}]").as_bytes(), &meta()).expect("parsable");
+            let from_batch = batch[0].as_ref().expect("valid");
+            for e in [&single, from_batch] {
+                proptest::prop_assert_eq!(&*e.event, event.as_str());
+                proptest::prop_assert_eq!(&*e.user, user.as_str());
+                proptest::prop_assert_eq!(&*e.location, location.as_str());
+                let extra: serde_json::Value = serde_json::from_str(&e.extra).expect("extra is JSON");
+                if !reserved {
+                    proptest::prop_assert_eq!(&extra[&key], &serde_json::Value::from(value.clone()));
+                }
+            }
+            proptest::prop_assert_eq!(&single.extra, &from_batch.extra);
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_exactly_what_json_requires() {
+        for (raw, quoted) in [
+            ("plain key", r#""plain key""#),
+            ("é\u{7f}", "\"é\u{7f}\""),
+            ("q\"b\\n\nt\tc\u{1}", r#""q\"b\\n\nt\tc\u0001""#),
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, raw);
+            assert_eq!(out, quoted);
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, raw);
+        }
+    }
+
+    #[test]
+    fn raw_control_characters_in_strings_are_invalid_json() {
+        let r = parse("{\"event\":\"a\u{1}b\",\"user\":\"b\",\"location\":\"c\"}").unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        let body = "[{\"event\":\"a\tb\",\"user\":\"b\",\"location\":\"c\"}]";
+        assert!(parse_batch(body.as_bytes(), &meta()).is_err());
+    }
+
+    #[test]
+    fn escaped_required_fields_are_decoded() {
+        let e = parse(r#"{"event":"a\"b\u00e9\\","user":"\n","location":"c"}"#).expect("valid");
+        assert_eq!(&*e.event, "a\"b\u{e9}\\");
+        assert_eq!(&*e.user, "\n");
+    }
+
+    #[test]
+    fn batch_items_that_are_not_objects_are_rejected_one_by_one() {
+        let body = r#"[[1,[2]], "s", null, true, -1.5e300, 123456789012345678901234567890,
+                       {"event":"a","user":"b","location":"c","x":[{}]}]"#;
+        let results = parse_batch(body.as_bytes(), &meta()).expect("parsable");
+        assert_eq!(results.len(), 7);
+        for r in &results[..6] {
+            assert_eq!(
+                r.as_ref().unwrap_err().message,
+                "event must be a JSON object"
+            );
+        }
+        assert_eq!(&*results[6].as_ref().expect("valid").extra, r#"{"x":[{}]}"#);
+    }
+
+    #[test]
+    fn batch_items_have_their_own_extra() {
+        let body = r#"[{"event":"a","user":"b","location":"c","k":1},
+                       {"event":"a","user":"b","location":"c"},
+                       {"event":"a","user":"b","location":"c","long key":"a much longer value than before"}]"#;
+        let results = parse_batch(body.as_bytes(), &meta()).expect("parsable");
+        let extras: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().expect("valid").extra.to_string())
+            .collect();
+        assert_eq!(
+            extras,
+            [
+                r#"{"k":1}"#,
+                "{}",
+                r#"{"long key":"a much longer value than before"}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn batch_envelope_edge_cases() {
+        let r = parse_batch(br#"{"batch":null}"#, &meta()).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field.as_deref()),
+            (Reason::MissingField, Some("batch"))
+        );
+        let r = parse_batch(br#"{"batch":[],"batch":[]}"#, &meta()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        let r = parse_batch(br#"{"batch":5}"#, &meta()).unwrap_err();
+        assert_eq!(r.reason, Reason::InvalidJson);
+        let ok = parse_batch(
+            br#"{"other":{"batch":1},"batch":[{"event":"a","user":"b","location":"c"}]}"#,
+            &meta(),
+        )
+        .expect("other keys are ignored");
+        assert_eq!(ok.len(), 1);
+        assert!(parse_batch(br#"[{"event":"a","user":"b","location":"c"}] x"#, &meta()).is_err());
+        assert!(parse_batch(b"[1,]", &meta()).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! - [`server`]: wires the parts together and runs them until a drained shutdown.
 //! - [`shutdown`]: the signals that end a run.
 //! - [`clock`]: the injectable wall clock.
+//! - [`load`]: the load generator behind the `trackd-load` binary.
 
 pub mod accept;
 pub mod auth;
@@ -37,6 +38,7 @@ pub mod config;
 pub mod cors;
 pub mod event;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod queue;
 pub mod segment;

@@ -12,6 +12,14 @@ use trackd::clock::SystemClock;
 use trackd::config::{Cli, Command, Config, LogFormat};
 use trackd::sink::{FileSink, Sink, StdoutSink};
 
+/// mimalloc instead of the system allocator: an event is a handful of small
+/// allocations made on an HTTP worker and freed on the writer thread. With
+/// glibc's malloc, allocation was ~15% of server CPU on /batch; with mimalloc
+/// (and the SQL changes made alongside) callgrind counts 25% fewer
+/// instructions per event.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
@@ -61,7 +69,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
             Box::new(StdoutSink::new(color).context("cannot write to standard output")?)
         }
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = trackd::server::runtime().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = trackd::shutdown::signal().context("cannot install signal handlers")?;
         let listener = tokio::net::TcpListener::bind(config.listen)

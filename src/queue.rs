@@ -3,9 +3,13 @@
 //! A bounded crossbeam channel, counted in events. Producers reserve room for
 //! all their events before sending any, so a batch request is enqueued whole
 //! or not at all, and a full queue is known at once instead of waited on.
+//! A request's events travel as one channel item, so a 100-event batch costs
+//! one send and one receive, not a hundred.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use std::vec;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -44,10 +48,13 @@ pub enum Recv {
 /// A bounded, closable, multi-producer queue of events.
 #[derive(Debug)]
 pub struct Queue {
-    tx: Sender<Event>,
-    rx: Receiver<Event>,
-    /// Events reserved by producers and not yet received by the writer,
-    /// plus the [`CLOSED`] bit.
+    tx: Sender<Vec<Event>>,
+    rx: Receiver<Vec<Event>>,
+    /// The rest of the item the writer is taking events from. Only the
+    /// writer locks it, so the lock is never contended.
+    current: Mutex<vec::IntoIter<Event>>,
+    /// Events reserved by producers and not yet received by the writer
+    /// (whether still in the channel or in `current`), plus the [`CLOSED`] bit.
     state: AtomicUsize,
     capacity: usize,
 }
@@ -56,10 +63,12 @@ impl Queue {
     /// A queue holding at most `capacity` events.
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, CLOSED - 1);
+        // Every item holds at least one event, so `capacity` items always fit.
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         Queue {
             tx,
             rx,
+            current: Mutex::new(Vec::new().into_iter()),
             state: AtomicUsize::new(0),
             capacity,
         }
@@ -90,9 +99,9 @@ impl Queue {
             }
         }
         // The reservation guarantees room, and the queue owns a receiver, so
-        // these sends neither block nor fail.
-        for event in events {
-            let _ = self.tx.try_send(event);
+        // this send neither blocks nor fails.
+        if n > 0 {
+            let _ = self.tx.try_send(events);
         }
         Ok(())
     }
@@ -105,12 +114,21 @@ impl Queue {
     /// Waits until `deadline` for the next event. Returns [`Recv::Drained`]
     /// promptly once the queue is closed and empty, whatever the deadline.
     pub fn recv_deadline(&self, deadline: Instant) -> Recv {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(event) = current.next() {
+            self.state.fetch_sub(1, Ordering::AcqRel);
+            return Recv::Event(event);
+        }
         loop {
             let slice = deadline.min(Instant::now() + CLOSE_POLL);
             match self.rx.recv_deadline(slice) {
-                Ok(event) => {
-                    self.state.fetch_sub(1, Ordering::AcqRel);
-                    return Recv::Event(event);
+                Ok(events) => {
+                    *current = events.into_iter();
+                    if let Some(event) = current.next() {
+                        self.state.fetch_sub(1, Ordering::AcqRel);
+                        return Recv::Event(event);
+                    }
+                    // Empty items are never sent; treat one as a spurious wake.
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.state.load(Ordering::Acquire) == CLOSED {
@@ -127,7 +145,14 @@ impl Queue {
 
     /// Takes the next event if one is already waiting.
     pub fn try_recv(&self) -> Option<Event> {
-        let event = self.rx.try_recv().ok()?;
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let event = match current.next() {
+            Some(event) => event,
+            None => {
+                *current = self.rx.try_recv().ok()?.into_iter();
+                current.next()?
+            }
+        };
         self.state.fetch_sub(1, Ordering::AcqRel);
         Some(event)
     }
@@ -158,6 +183,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
 
     fn event() -> Event {
         Event {
@@ -217,6 +243,41 @@ mod tests {
         assert_eq!(q.push(event()), Err(EnqueueError::Closed));
         assert!(matches!(q.recv_deadline(soon()), Recv::Event(_)));
         assert!(matches!(q.recv_deadline(soon()), Recv::Drained));
+    }
+
+    #[test]
+    fn events_come_out_one_by_one_in_order_across_pushes() {
+        let q = Queue::new(10);
+        let batch: Vec<Event> = (0..3).map(|_| event()).collect();
+        let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+        let single = event();
+        let single_id = single.id;
+        q.push_all(batch).expect("room");
+        q.push(single).expect("room");
+        assert_eq!(q.depth(), 4);
+        let Recv::Event(first) = q.recv_deadline(soon()) else {
+            panic!("an event is waiting")
+        };
+        assert_eq!(first.id, ids[0]);
+        assert_eq!(q.depth(), 3, "depth counts events, not channel items");
+        assert_eq!(q.try_recv().map(|e| e.id), Some(ids[1]));
+        assert_eq!(q.try_recv().map(|e| e.id), Some(ids[2]));
+        q.close();
+        assert!(matches!(q.recv_deadline(soon()), Recv::Event(e) if e.id == single_id));
+        assert!(matches!(q.recv_deadline(soon()), Recv::Drained));
+        assert_eq!(q.try_recv().map(|e| e.id), None);
+    }
+
+    #[test]
+    fn full_capacity_of_single_pushes_fits() {
+        let q = Queue::new(3);
+        for _ in 0..3 {
+            q.push(event()).expect("room");
+        }
+        for _ in 0..3 {
+            assert!(q.try_recv().is_some());
+        }
+        assert_eq!(q.depth(), 0);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! raw. The event module has already refused what no dialect can store (U+0000).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::event::Event;
 
@@ -33,8 +35,22 @@ impl Dialect {
     /// The `sqlite3` shell drops a carriage return that ends an input line,
     /// even inside a literal, so for SQLite a CR is spliced in as `char(13)`.
     pub fn push_literal(self, out: &mut Vec<u8>, value: &str) {
+        let bytes = value.as_bytes();
+        let special = match self {
+            Dialect::Postgres => memchr::memchr2(b'\'', b'\\', bytes),
+            Dialect::Sqlite => memchr::memchr2(b'\'', b'\r', bytes),
+        };
+        // Most values hold nothing to escape: one vectorised scan proves it
+        // and the value is copied whole.
+        if special.is_none() {
+            out.reserve(bytes.len() + 2);
+            out.push(b'\'');
+            out.extend_from_slice(bytes);
+            out.push(b'\'');
+            return;
+        }
         match self {
-            Dialect::Postgres => push_quoted(out, value, value.as_bytes().contains(&b'\\')),
+            Dialect::Postgres => push_quoted(out, value, memchr::memchr(b'\\', bytes).is_some()),
             Dialect::Sqlite => {
                 for (i, piece) in value.split('\r').enumerate() {
                     if i > 0 {
@@ -281,6 +297,13 @@ pub struct InsertBuilder {
     /// Scratch space for the row being formatted.
     row: Vec<u8>,
     rows: usize,
+    /// The last `ip` formatted and its text: events of one request share it.
+    last_ip: Option<(IpAddr, Vec<u8>)>,
+    /// The text of recent `received_at` values.
+    times: TimeCache,
+    /// The last `user_agent` literal, likewise (compared by pointer: the
+    /// events of one request share one `Arc`).
+    last_user_agent: Option<(Arc<str>, Vec<u8>)>,
 }
 
 impl InsertBuilder {
@@ -292,6 +315,9 @@ impl InsertBuilder {
             stmt: Vec::new(),
             row: Vec::new(),
             rows: 0,
+            last_ip: None,
+            times: TimeCache::default(),
+            last_user_agent: None,
         }
     }
 
@@ -312,10 +338,28 @@ impl InsertBuilder {
                 .as_bytes(),
         );
         out.extend_from_slice(b"', '");
-        out.extend_from_slice(event.ip.to_string().as_bytes());
+        let ip = match &self.last_ip {
+            Some((ip, text)) if *ip == event.ip => text,
+            _ => {
+                let mut text = Vec::with_capacity(39);
+                push_ip(&mut text, event.ip);
+                &self.last_ip.insert((event.ip, text)).1
+            }
+        };
+        out.extend_from_slice(ip);
         out.extend_from_slice(b"', ");
         match &event.user_agent {
-            Some(ua) => d.push_literal(out, ua),
+            Some(ua) => {
+                let literal = match &self.last_user_agent {
+                    Some((last, text)) if Arc::ptr_eq(last, ua) => text,
+                    _ => {
+                        let mut text = Vec::with_capacity(ua.len() + 2);
+                        d.push_literal(&mut text, ua);
+                        &self.last_user_agent.insert((ua.clone(), text)).1
+                    }
+                };
+                out.extend_from_slice(literal);
+            }
             None => out.extend_from_slice(b"NULL"),
         }
         out.extend_from_slice(b", ");
@@ -325,21 +369,11 @@ impl InsertBuilder {
         out.extend_from_slice(b", ");
         d.push_literal(out, &event.location);
         out.extend_from_slice(b", '");
-        out.extend_from_slice(
-            event
-                .received_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_bytes(),
-        );
+        out.extend_from_slice(self.times.text(&event.received_at));
         out.extend_from_slice(b"', ");
         d.push_literal(out, &event.extra);
         out.extend_from_slice(b", '");
-        out.extend_from_slice(
-            event
-                .event_time
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_bytes(),
-        );
+        out.extend_from_slice(self.times.text(&event.event_time));
         out.extend_from_slice(b"')");
         self.len_with_row()
     }
@@ -404,6 +438,116 @@ impl InsertBuilder {
     }
 }
 
+/// Remembers how recent timestamps were written: the events of one request
+/// share theirs exactly, and consecutive requests almost always share the
+/// date, hour and minute, which are the costly part to compute.
+#[derive(Debug, Default)]
+struct TimeCache {
+    /// The last timestamp written, whose text is `text`.
+    last: Option<DateTime<Utc>>,
+    text: Vec<u8>,
+    /// The minute (seconds since the epoch / 60) that `prefix` spells.
+    minute: Option<i64>,
+    /// `YYYY-MM-DDTHH:MM:` of that minute.
+    prefix: [u8; 17],
+}
+
+impl TimeCache {
+    /// `time` as RFC 3339 UTC with microseconds, as [`push_timestamp`] writes it.
+    fn text(&mut self, time: &DateTime<Utc>) -> &[u8] {
+        if self.last != Some(*time) {
+            self.text.clear();
+            let secs = time.timestamp();
+            let minute = secs.div_euclid(60);
+            let nanos = time.nanosecond();
+            if self.minute == Some(minute) && nanos < 1_000_000_000 {
+                self.text.extend_from_slice(&self.prefix);
+                let second = secs.rem_euclid(60) as u32;
+                let micros = nanos / 1000;
+                for n in [second, micros / 10_000, micros / 100 % 100, micros % 100] {
+                    self.text.push(b'0' + (n / 10) as u8);
+                    self.text.push(b'0' + (n % 10) as u8);
+                }
+                self.text.insert(19, b'.');
+                self.text.push(b'Z');
+            } else {
+                push_timestamp(&mut self.text, time);
+                // Only the plain 27-byte form (no leap second, year 0..=9999)
+                // has a prefix to reuse.
+                if self.text.len() == 27 && nanos < 1_000_000_000 {
+                    self.prefix.copy_from_slice(&self.text[..17]);
+                    self.minute = Some(minute);
+                } else {
+                    self.minute = None;
+                }
+            }
+            self.last = Some(*time);
+        }
+        &self.text
+    }
+}
+
+/// Appends `ip` in its canonical text form (as `Display` writes it), without
+/// allocating for IPv4.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `time` as RFC 3339 UTC with microseconds, exactly as
+/// `to_rfc3339_opts(SecondsFormat::Micros, true)` would, without allocating.
+fn push_timestamp(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    let year = time.year();
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years past 9999 and leap seconds: rare, leave them to chrono.
+        out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    }
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    let year = year as u32;
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, time.month());
+    out.push(b'-');
+    two(out, time.day());
+    out.push(b'T');
+    two(out, time.hour());
+    out.push(b':');
+    two(out, time.minute());
+    out.push(b':');
+    two(out, time.second());
+    out.push(b'.');
+    let micros = nanos / 1000;
+    two(out, micros / 10_000);
+    two(out, micros / 100 % 100);
+    two(out, micros % 100);
+    out.push(b'Z');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +559,161 @@ mod tests {
         let mut out = Vec::new();
         d.push_literal(&mut out, v);
         String::from_utf8(out).expect("utf-8 in, utf-8 out")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_match_chrono(secs in -62_167_219_200i64..253_402_300_800, nanos in 0u32..2_000_000_000) {
+            let time = DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+            let mut out = Vec::new();
+            push_timestamp(&mut out, &time);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).expect("ascii"),
+                time.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+
+        #[test]
+        fn ips_match_display(v4 in proptest::prelude::any::<[u8; 4]>(), v6 in proptest::prelude::any::<[u16; 8]>()) {
+            for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
+                let mut out = Vec::new();
+                push_ip(&mut out, ip);
+                proptest::prop_assert_eq!(String::from_utf8(out).expect("ascii"), ip.to_string());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cached_timestamps_match_chrono_in_any_order(
+            times in proptest::collection::vec((1_699_999_900i64..1_700_000_200, 0u32..1_000_000_000), 1..40),
+            far in -62_167_219_200i64..253_402_300_800,
+        ) {
+            let mut cache = TimeCache::default();
+            let mut all: Vec<DateTime<Utc>> = times
+                .into_iter()
+                .map(|(s, n)| DateTime::from_timestamp(s, n).unwrap_or_default())
+                .collect();
+            all.insert(all.len() / 2, DateTime::from_timestamp(far, 0).unwrap_or_default());
+            all.push(DateTime::from_timestamp(300_000_000_000, 0).unwrap_or_default());
+            all.push(all[0]);
+            for time in all {
+                proptest::prop_assert_eq!(
+                    std::str::from_utf8(cache.text(&time)).expect("ascii"),
+                    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn leap_seconds_are_written_as_chrono_writes_them() {
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 1_500_000))
+            .expect("a leap second")
+            .and_utc();
+        let before = leap - chrono::TimeDelta::seconds(1);
+        let mut cache = TimeCache::default();
+        for time in [before, leap, before] {
+            assert_eq!(
+                std::str::from_utf8(cache.text(&time)).expect("ascii"),
+                time.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+    }
+
+    #[test]
+    fn far_future_years_fall_back_to_chrono() {
+        let time = DateTime::from_timestamp(300_000_000_000, 5_000).expect("in range");
+        let mut out = Vec::new();
+        push_timestamp(&mut out, &time);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            time.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+    }
+
+    #[test]
+    fn rows_sharing_ip_and_time_reuse_them_and_others_do_not() {
+        let table: TableName = "events".parse().expect("valid");
+        let mut b = InsertBuilder::new(Dialect::Sqlite, &table);
+        let mut event = Event {
+            id: uuid::Uuid::nil(),
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            user_agent: Some("ua".into()),
+            event: "e".into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            event_time: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        };
+        b.push(&event);
+        b.push(&event);
+        event.ip = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        event.received_at =
+            DateTime::from_timestamp(1_700_000_001, 999_999_000).unwrap_or_default();
+        b.push(&event);
+        let sql = String::from_utf8(b.finish().to_vec()).expect("utf-8");
+        assert_eq!(
+            sql.matches("'10.0.0.1', 'ua', 'e', 'u', 'l', '2023-11-14T22:13:20.000000Z'")
+                .count(),
+            2
+        );
+        assert!(
+            sql.contains("'::1', 'ua', 'e', 'u', 'l', '2023-11-14T22:13:21.999999Z'"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn user_agent_literal_is_reused_only_for_the_same_request() {
+        let table: TableName = "events".parse().expect("valid");
+        let mut b = InsertBuilder::new(Dialect::Postgres, &table);
+        let shared: Arc<str> = Arc::from(r"it's \ua");
+        let mut event = Event {
+            id: uuid::Uuid::nil(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: Some(shared.clone()),
+            event: "e".into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            event_time: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        };
+        b.push(&event);
+        b.push(&event);
+        event.user_agent = Some(Arc::from("other"));
+        b.push(&event);
+        event.user_agent = None;
+        b.push(&event);
+        let sql = String::from_utf8(b.finish().to_vec()).expect("utf-8");
+        assert_eq!(sql.matches(r"E'it''s \\ua'").count(), 2, "{sql}");
+        assert_eq!(sql.matches("'other'").count(), 1);
+        assert_eq!(sql.matches("NULL").count(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn literals_round_trip_through_sql_quoting(value in "[a-z'\\\\ é]{0,12}") {
+            for d in [Dialect::Postgres, Dialect::Sqlite] {
+                let text = literal(d, &value);
+                let escape = d == Dialect::Postgres && value.contains('\\');
+                let body = text
+                    .strip_prefix(if escape { "E'" } else { "'" })
+                    .and_then(|t| t.strip_suffix('\''))
+                    .expect("quoted");
+                let mut decoded = body.replace("''", "'");
+                if escape {
+                    decoded = decoded.replace("\\\\", "\\");
+                }
+                proptest::prop_assert_eq!(&decoded, &value);
+                proptest::prop_assert!(!body.replace("''", "").contains('\''));
+            }
+        }
     }
 
     #[test]

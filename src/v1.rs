@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::auth::{self, WriteKeys};
 use crate::config::{to_usize, Config};
 use crate::cors;
-use crate::http::{ApiError, AppState};
+use crate::http::{self, ApiError, AppState};
 use crate::segment::{self, MessageType};
 
 /// Write keys and limits of the `/v1` routes.
@@ -98,12 +98,9 @@ async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<R
     let results = segment::parse_batch(&body, &meta, state.segment.max_message_bytes)
         .map_err(|r| state.refused(r.into()))?;
     let (ids, rejected) = state.enqueue_batch(results)?;
-    Ok(Json(json!({
-        "success": true,
-        "message": "Success!",
-        "accepted": ids.len(),
-        "ids": ids,
-        "rejected": rejected,
-    }))
-    .into_response())
+    Ok(http::batch_success(
+        r#"{"success":true,"message":"Success!""#,
+        &ids,
+        rejected,
+    ))
 }
