@@ -53,6 +53,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub queue_capacity: u64,
 
+    /// Most memory the waiting events may hold, in bytes (their text plus a fixed
+    /// overhead each); when full, requests get 503 with Retry-After.
+    #[arg(long, env = "TRACKD_QUEUE_MAX_BYTES", default_value_t = 128 << 20,
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
+    pub queue_max_bytes: u64,
+
     /// Most rows in one INSERT statement.
     #[arg(long, env = "TRACKD_BATCH_MAX_ROWS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

@@ -54,6 +54,18 @@ pub struct Event {
     pub accepted_at: Instant,
 }
 
+impl Event {
+    /// Memory this event holds while queued: the struct and its own text
+    /// (the User-Agent is shared by a request's events and not counted).
+    pub fn queued_bytes(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + self.event.len()
+            + self.user.len()
+            + self.location.len()
+            + self.extra.len()
+    }
+}
+
 /// What the request contributes to each of its events, besides the body.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

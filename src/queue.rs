@@ -57,11 +57,20 @@ pub struct Queue {
     /// (whether still in the channel or in `current`), plus the [`CLOSED`] bit.
     state: AtomicUsize,
     capacity: usize,
+    /// Memory held by those events ([`Event::queued_bytes`]): counting
+    /// events alone would let a few huge ones exhaust memory.
+    bytes: AtomicUsize,
+    max_bytes: usize,
 }
 
 impl Queue {
-    /// A queue holding at most `capacity` events.
+    /// A queue holding at most `capacity` events, of any size.
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_bytes(capacity, usize::MAX / 2)
+    }
+
+    /// A queue holding at most `capacity` events and `max_bytes` of them.
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.clamp(1, CLOSED - 1);
         // Every item holds at least one event, so `capacity` items always fit.
         let (tx, rx) = crossbeam_channel::bounded(capacity);
@@ -71,13 +80,16 @@ impl Queue {
             current: Mutex::new(Vec::new().into_iter()),
             state: AtomicUsize::new(0),
             capacity,
+            bytes: AtomicUsize::new(0),
+            max_bytes: max_bytes.min(usize::MAX / 2),
         }
     }
 
     /// Enqueues every event, or none of them.
     pub fn push_all(&self, events: Vec<Event>) -> Result<(), EnqueueError> {
         let n = events.len();
-        if n > self.capacity {
+        let size: usize = events.iter().map(Event::queued_bytes).sum();
+        if n > self.capacity || size > self.max_bytes {
             return Err(EnqueueError::TooMany);
         }
         let mut current = self.state.load(Ordering::Relaxed);
@@ -98,6 +110,11 @@ impl Queue {
                 Err(actual) => current = actual,
             }
         }
+        if self.bytes.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.state.fetch_sub(n, Ordering::AcqRel);
+            return Err(EnqueueError::Full);
+        }
         // The reservation guarantees room, and the queue owns a receiver, so
         // this send neither blocks nor fails.
         if n > 0 {
@@ -116,7 +133,7 @@ impl Queue {
     pub fn recv_deadline(&self, deadline: Instant) -> Recv {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(event) = current.next() {
-            self.state.fetch_sub(1, Ordering::AcqRel);
+            self.taken(&event);
             return Recv::Event(event);
         }
         loop {
@@ -125,7 +142,7 @@ impl Queue {
                 Ok(events) => {
                     *current = events.into_iter();
                     if let Some(event) = current.next() {
-                        self.state.fetch_sub(1, Ordering::AcqRel);
+                        self.taken(&event);
                         return Recv::Event(event);
                     }
                     // Empty items are never sent; treat one as a spurious wake.
@@ -153,8 +170,19 @@ impl Queue {
                 current.next()?
             }
         };
-        self.state.fetch_sub(1, Ordering::AcqRel);
+        self.taken(&event);
         Some(event)
+    }
+
+    /// Releases what `event` held once the writer has it.
+    fn taken(&self, event: &Event) {
+        self.bytes.fetch_sub(event.queued_bytes(), Ordering::AcqRel);
+        self.state.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Memory held by the queued events, as [`Event::queued_bytes`] counts it.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 
     /// Stops accepting events. Those already accepted stay to be drained.
@@ -224,6 +252,25 @@ mod tests {
         assert_eq!(q.depth(), 1, "nothing of the refused batch went in");
         q.push_all(vec![event(), event()]).expect("exactly fits");
         assert_eq!(q.depth(), 3);
+    }
+
+    #[test]
+    fn the_byte_bound_refuses_even_when_there_is_room_for_more_events() {
+        let one = event().queued_bytes();
+        let q = Queue::with_max_bytes(100, one * 2);
+        q.push(event()).expect("room");
+        q.push(event()).expect("room");
+        assert_eq!(q.push(event()), Err(EnqueueError::Full));
+        assert_eq!(q.depth(), 2, "the refused event left no reservation");
+        assert_eq!(q.bytes(), one * 2);
+        assert!(q.try_recv().is_some());
+        assert_eq!(q.bytes(), one);
+        q.push(event()).expect("room again");
+        assert_eq!(
+            q.push_all(vec![event(), event(), event()]),
+            Err(EnqueueError::TooMany),
+            "more bytes than the queue ever holds"
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WriterReport, RunError> {
-    let queue = Arc::new(Queue::new(to_usize(config.queue_capacity)));
+    let queue = Arc::new(Queue::with_max_bytes(
+        to_usize(config.queue_capacity),
+        to_usize(config.queue_max_bytes),
+    ));
     let metrics = Arc::new(Metrics::new(&config));
     let writer = writer::spawn(queue.clone(), sink, config.writer(), metrics.writer())?;
     let state = Arc::new(AppState::new(

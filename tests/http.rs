@@ -627,3 +627,59 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes_too() {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let memory = MemorySink::new();
+    let sink = StalledSink {
+        started: started_tx,
+        release: Arc::new(Mutex::new(release_rx)),
+        inner: memory.clone(),
+    };
+    let server = TestServer::start(
+        &[
+            "--queue-max-bytes",
+            "40000",
+            "--batch-max-rows",
+            "1",
+            "--linger-ms",
+            "0",
+        ],
+        Box::new(sink),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let big = format!(
+        r#"{{"event":"big","user":"u","location":"l","pad":"{}"}}"#,
+        "x".repeat(10_000)
+    );
+    assert_eq!(
+        post(&client, &server.url("/track"), big.clone()).await.0,
+        StatusCode::OK
+    );
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the writer holds the first event");
+    let mut acked = 1;
+    let refused = loop {
+        let (status, json) = post(&client, &server.url("/track"), big.clone()).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break json;
+        }
+        assert_eq!(status, StatusCode::OK);
+        acked += 1;
+        assert!(acked < 10, "40 KB of queue cannot hold 9 events of 10 KB");
+    };
+    assert_eq!(refused["reason"], "queue_full");
+    assert_eq!(
+        acked, 4,
+        "three 10 KB events fit in 40 KB, the fourth does not"
+    );
+    for _ in 0..acked {
+        release_tx.send(()).expect("release");
+    }
+    assert_eq!(server.stop().await.events_written, acked);
+}
