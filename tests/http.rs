@@ -341,6 +341,53 @@ struct StalledSink {
     inner: MemorySink,
 }
 
+/// The test's side of a [`StalledSink`].
+struct Stall {
+    /// Receives one message each time the sink begins a write.
+    started: mpsc::Receiver<()>,
+    /// Each message lets one write through.
+    release: mpsc::Sender<()>,
+    /// What the sink wrote.
+    written: MemorySink,
+}
+
+impl StalledSink {
+    fn new() -> (Box<dyn Sink>, Stall) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let written = MemorySink::new();
+        let sink = StalledSink {
+            started: started_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+            inner: written.clone(),
+        };
+        (
+            Box::new(sink),
+            Stall {
+                started,
+                release,
+                written,
+            },
+        )
+    }
+}
+
+impl Stall {
+    /// Waits until the writer is inside the sink.
+    async fn wait_for_write(self) -> (mpsc::Sender<()>, MemorySink) {
+        let Stall {
+            started,
+            release,
+            written,
+        } = self;
+        tokio::task::spawn_blocking(move || started.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("join")
+            .expect("the writer called the sink");
+        (release, written)
+    }
+}
+
 impl Sink for StalledSink {
     fn write_statement(&mut self, statement: &[u8]) -> io::Result<()> {
         let _ = self.started.send(());
@@ -351,14 +398,7 @@ impl Sink for StalledSink {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let memory = MemorySink::new();
-    let sink = StalledSink {
-        started: started_tx,
-        release: Arc::new(Mutex::new(release_rx)),
-        inner: memory.clone(),
-    };
+    let (sink, stall) = StalledSink::new();
     let server = TestServer::start(
         &[
             "--queue-capacity",
@@ -368,7 +408,7 @@ async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
             "--linger-ms",
             "0",
         ],
-        Box::new(sink),
+        sink,
     )
     .await;
     let client = reqwest::Client::new();
@@ -376,10 +416,7 @@ async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
 
     // The writer takes the first event and stalls in the sink…
     assert_eq!(post(&client, &url, SEED_BODY).await.0, StatusCode::OK);
-    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the sink was called");
+    let (release, written) = stall.wait_for_write().await;
     // …so three more fill the queue…
     let mut acked = 1;
     for _ in 0..3 {
@@ -416,11 +453,11 @@ async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
     assert_eq!(json["reason"], "batch_too_large");
 
     for _ in 0..acked {
-        release_tx.send(()).expect("release one write");
+        release.send(()).expect("release one write");
     }
     let report = server.stop().await;
     assert_eq!(report.events_written, acked);
-    assert_eq!(row_ids(&output(&memory)).len() as u64, acked);
+    assert_eq!(row_ids(&output(&written)).len() as u64, acked);
 }
 
 #[tokio::test]
@@ -584,13 +621,8 @@ async fn during_the_shutdown_delay_readyz_is_503_and_events_are_still_taken() {
 
 #[tokio::test]
 async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
-    let (started_tx, _started_rx) = mpsc::channel();
-    let (_release_tx, release_rx) = mpsc::channel();
-    let sink = StalledSink {
-        started: started_tx,
-        release: Arc::new(Mutex::new(release_rx)),
-        inner: MemorySink::new(),
-    };
+    // `_stall` keeps the sink stalled until the test ends.
+    let (sink, _stall) = StalledSink::new();
     let server = TestServer::start(
         &[
             "--drain-timeout-ms",
@@ -600,7 +632,7 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
             "--batch-max-rows",
             "1",
         ],
-        Box::new(sink),
+        sink,
     )
     .await;
     let client = reqwest::Client::new();
@@ -630,14 +662,7 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn the_queue_is_bounded_in_bytes_too() {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel();
-    let memory = MemorySink::new();
-    let sink = StalledSink {
-        started: started_tx,
-        release: Arc::new(Mutex::new(release_rx)),
-        inner: memory.clone(),
-    };
+    let (sink, stall) = StalledSink::new();
     let server = TestServer::start(
         &[
             "--queue-max-bytes",
@@ -647,7 +672,7 @@ async fn the_queue_is_bounded_in_bytes_too() {
             "--linger-ms",
             "0",
         ],
-        Box::new(sink),
+        sink,
     )
     .await;
     let client = reqwest::Client::new();
@@ -659,10 +684,7 @@ async fn the_queue_is_bounded_in_bytes_too() {
         post(&client, &server.url("/track"), big.clone()).await.0,
         StatusCode::OK
     );
-    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
-        .await
-        .expect("join")
-        .expect("the writer holds the first event");
+    let (release, _) = stall.wait_for_write().await;
     let mut acked = 1;
     let refused = loop {
         let (status, json) = post(&client, &server.url("/track"), big.clone()).await;
@@ -679,7 +701,7 @@ async fn the_queue_is_bounded_in_bytes_too() {
         "three 10 KB events fit in 40 KB, the fourth does not"
     );
     for _ in 0..acked {
-        release_tx.send(()).expect("release");
+        release.send(()).expect("release");
     }
     assert_eq!(server.stop().await.events_written, acked);
 }
