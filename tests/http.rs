@@ -352,7 +352,7 @@ struct Stall {
 }
 
 impl StalledSink {
-    fn new() -> (Box<dyn Sink>, Stall) {
+    fn with_stall() -> (Box<dyn Sink>, Stall) {
         let (started_tx, started) = mpsc::channel();
         let (release, release_rx) = mpsc::channel();
         let written = MemorySink::new();
@@ -398,7 +398,7 @@ impl Sink for StalledSink {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
-    let (sink, stall) = StalledSink::new();
+    let (sink, stall) = StalledSink::with_stall();
     let server = TestServer::start(
         &[
             "--queue-capacity",
@@ -622,7 +622,7 @@ async fn during_the_shutdown_delay_readyz_is_503_and_events_are_still_taken() {
 #[tokio::test]
 async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
     // `_stall` keeps the sink stalled until the test ends.
-    let (sink, _stall) = StalledSink::new();
+    let (sink, _stall) = StalledSink::with_stall();
     let server = TestServer::start(
         &[
             "--drain-timeout-ms",
@@ -662,7 +662,7 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn the_queue_is_bounded_in_bytes_too() {
-    let (sink, stall) = StalledSink::new();
+    let (sink, stall) = StalledSink::with_stall();
     let server = TestServer::start(
         &[
             "--queue-max-bytes",
