@@ -61,20 +61,30 @@ def count_rows(path):
 class Trackd:
     """A keep-alive HTTP client for trackd that tallies statuses."""
 
+    # trackd closes keep-alive connections idle for --request-timeout-ms
+    # (10 s by default); a connection idle for half of that is replaced
+    # before use rather than risk a request racing the server's close.
+    IDLE_REUSE_S = 5.0
+
     def __init__(self, address):
         host, port = address.rsplit(":", 1)
         self.host, self.port = host, int(port)
         self.conn = None
+        self.last_used = 0.0
         self.statuses = {}
 
     def request(self, method, path, body=b"", headers=None):
         # No retries: a resent request would be counted twice by trackd.
+        if self.conn is not None and time.monotonic() - self.last_used > self.IDLE_REUSE_S:
+            self.conn.close()
+            self.conn = None
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             self.conn.request(method, path, body=body, headers=headers or {})
             response = self.conn.getresponse()
             data = response.read()
+            self.last_used = time.monotonic()
         except (http.client.HTTPException, ConnectionError):
             self.conn.close()
             self.conn = None

@@ -20,7 +20,7 @@ use crate::writer::{self, WriterError, WriterReport};
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The HTTP server or writer thread could not run.
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
     /// The writer could not write everything that was accepted.
     #[error(transparent)]

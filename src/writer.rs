@@ -76,9 +76,8 @@ pub struct WriterReport {
 
 /// The writer stopped with events it could not write.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the sink failed during shutdown; {events_lost} accepted events were not written: {source}"
-)]
+// The sink's own error is the `source`, which `{:#}` prints after this.
+#[error("the sink failed during shutdown; {events_lost} accepted events were not written")]
 pub struct WriterError {
     /// Accepted events that never reached the sink.
     pub events_lost: u64,
