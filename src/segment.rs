@@ -71,6 +71,12 @@ impl MessageType {
     }
 }
 
+/// How many times its own size a batch may grow to once its top-level
+/// `context` and `integrations` are copied into each message (or up to the
+/// batch limit, whichever is more): this bounds the memory one request can
+/// make trackd allocate before the queue's limits can refuse it.
+pub const EXPANSION_LIMIT: usize = 4;
+
 /// What a batch request gives every one of its messages.
 #[derive(Debug, Default)]
 struct Shared<'a> {
@@ -105,6 +111,7 @@ pub fn parse_batch(
     body: &[u8],
     meta: &RequestMeta,
     max_message_bytes: usize,
+    max_batch_bytes: usize,
 ) -> Result<Vec<Result<Event, Rejection>>, Rejection> {
     let text = utf8(body)?;
     let (items, shared): (Vec<&RawValue>, Shared) = match first_byte(body) {
@@ -120,15 +127,38 @@ pub fn parse_batch(
             ))
         }
     };
+    // The batch's context and integrations are copied into every message,
+    // so what counts against the limits is each message with them.
+    let shared_bytes = shared.context.map_or(0, |c| c.get().len())
+        + shared.integrations.map_or(0, |i| i.get().len());
+    let expanded: usize = items.iter().map(|raw| raw.get().len() + shared_bytes).sum();
+    let max_expanded = body
+        .len()
+        .saturating_mul(EXPANSION_LIMIT)
+        .max(max_batch_bytes);
+    if expanded > max_expanded {
+        return Err(Rejection::new(
+            Reason::MessageTooLarge,
+            Some("context"),
+            format!(
+                "the batch's top-level context and integrations, copied into each of its {} \
+                 messages, come to {expanded} bytes; the limit is {max_expanded}",
+                items.len()
+            ),
+        ));
+    }
     Ok(items
         .into_iter()
         .map(|raw| {
-            let len = raw.get().len();
+            let len = raw.get().len() + shared_bytes;
             if len > max_message_bytes {
                 return Err(Rejection::new(
                     Reason::MessageTooLarge,
                     None,
-                    format!("message is {len} bytes; the limit is {max_message_bytes}"),
+                    format!(
+                        "message is {len} bytes with the batch's context and integrations; \
+                         the limit is {max_message_bytes}"
+                    ),
                 ));
             }
             if !raw.get().starts_with('{') {
@@ -782,7 +812,7 @@ mod tests {
             {"type":"identify","anonymousId":"a"}
         ],"context":{"library":{"name":"shared"},"locale":"fr"},"integrations":{"All":false},
         "sentAt":"2025-06-01T12:00:02Z","writeKey":"k"}"#;
-        let results = parse_batch(body.as_bytes(), &meta(), 32 << 10).expect("parsable");
+        let results = parse_batch(body.as_bytes(), &meta(), 32 << 10, 500 << 10).expect("parsable");
         let first = results[0].as_ref().expect("valid");
         assert_eq!(
             &*first.extra,
@@ -805,7 +835,7 @@ mod tests {
         let body = format!(
             r#"{{"batch":[{big},{{"type":"track","userId":"u"}},{{"type":"nope","userId":"u"}},7,{{"type":"page","userId":"u","x":"\u0000"}},{{"type":"page","userId":"u"}}]}}"#
         );
-        let results = parse_batch(body.as_bytes(), &meta(), 100).expect("parsable");
+        let results = parse_batch(body.as_bytes(), &meta(), 100, 500 << 10).expect("parsable");
         let reasons: Vec<_> = results
             .iter()
             .map(|r| r.as_ref().err().map(|e| e.reason))
@@ -821,8 +851,51 @@ mod tests {
                 None
             ]
         );
-        assert!(parse_batch(b"{}", &meta(), 100).is_err());
-        assert!(parse_batch(br#"{"batch":{}}"#, &meta(), 100).is_err());
-        assert!(parse_batch(br#"{"batch":[],"context":[]}"#, &meta(), 100).is_err());
+        assert!(parse_batch(b"{}", &meta(), 100, 500 << 10).is_err());
+        assert!(parse_batch(br#"{"batch":{}}"#, &meta(), 100, 500 << 10).is_err());
+        assert!(parse_batch(br#"{"batch":[],"context":[]}"#, &meta(), 100, 500 << 10).is_err());
+    }
+
+    #[test]
+    fn the_shared_context_counts_against_each_message_and_the_whole_batch() {
+        let context = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300));
+        let body =
+            format!(r#"{{"context":{context},"batch":[{{"type":"identify","userId":"u"}}]}}"#);
+        let results = parse_batch(body.as_bytes(), &meta(), 200, 500 << 10).expect("parsable");
+        assert_eq!(
+            results[0].as_ref().map_err(|r| r.reason).unwrap_err(),
+            Reason::MessageTooLarge,
+            "the message is small, but not with the context copied in"
+        );
+        // Many tiny messages sharing a big context: refused as a whole
+        // before a single copy is made.
+        let messages = vec![r#"{"type":"identify","userId":"u"}"#; 2000].join(",");
+        let body = format!(r#"{{"context":{context},"batch":[{messages}]}}"#);
+        let r = parse_batch(body.as_bytes(), &meta(), 32 << 10, 100_000).unwrap_err();
+        assert_eq!(
+            (r.reason, r.field.as_deref()),
+            (Reason::MessageTooLarge, Some("context"))
+        );
+    }
+
+    #[test]
+    fn a_leap_second_timestamp_becomes_a_storable_event_time() {
+        let e = parse_message(
+            br#"{"userId":"u","event":"e","timestamp":"2016-12-31T23:59:60.5Z"}"#,
+            MessageType::Track,
+            &meta(),
+        )
+        .expect("valid");
+        let mut out = Vec::new();
+        let table = "events".parse().expect("table");
+        let mut builder = crate::sql::InsertBuilder::new(crate::sql::Dialect::Postgres, &table);
+        builder.push(&e);
+        out.extend_from_slice(builder.finish());
+        let sql = String::from_utf8(out).expect("utf-8");
+        // The raw timestamp stays in `extra` as sent; the column is storable.
+        assert!(
+            sql.ends_with(", '2016-12-31T23:59:59.999999Z');\n"),
+            "{sql}"
+        );
     }
 }

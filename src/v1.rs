@@ -95,8 +95,13 @@ async fn batch(State(state): State<Arc<AppState>>, request: Request) -> Result<R
         .read_within(request, limit, limit)
         .await
         .map_err(|e| state.refused(e))?;
-    let results = segment::parse_batch(&body, &meta, state.segment.max_message_bytes)
-        .map_err(|r| state.refused(r.into()))?;
+    let results = segment::parse_batch(
+        &body,
+        &meta,
+        state.segment.max_message_bytes,
+        state.segment.max_batch_bytes,
+    )
+    .map_err(|r| state.refused(r.into()))?;
     let (ids, rejected) = state.enqueue_batch(results)?;
     Ok(http::batch_success(
         r#"{"success":true,"message":"Success!""#,
