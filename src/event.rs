@@ -55,6 +55,23 @@ pub struct Event {
 }
 
 impl Event {
+    /// A valid event named `name`, stamped now, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn sample(name: &str) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            user_agent: None,
+            event: name.into(),
+            user: "u".into(),
+            location: "l".into(),
+            received_at: Utc::now(),
+            event_time: Utc::now(),
+            extra: "{}".into(),
+            accepted_at: Instant::now(),
+        }
+    }
+
     /// Memory this event holds while queued: the struct and its own text
     /// (the User-Agent is shared by a request's events and not counted).
     pub fn queued_bytes(&self) -> usize {

@@ -209,23 +209,10 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
-    use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
     fn event() -> Event {
-        Event {
-            id: uuid::Uuid::now_v7(),
-            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            user_agent: None,
-            event: "e".into(),
-            user: "u".into(),
-            location: "l".into(),
-            received_at: Utc::now(),
-            event_time: Utc::now(),
-            extra: "{}".into(),
-            accepted_at: Instant::now(),
-        }
+        Event::sample("e")
     }
 
     fn soon() -> Instant {

@@ -206,22 +206,9 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::sink::MemorySink;
-    use chrono::Utc;
-    use std::net::{IpAddr, Ipv4Addr};
 
     fn event(n: usize) -> Event {
-        Event {
-            id: uuid::Uuid::now_v7(),
-            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            user_agent: None,
-            event: format!("e{n}").into(),
-            user: "u".into(),
-            location: "l".into(),
-            received_at: Utc::now(),
-            event_time: Utc::now(),
-            extra: "{}".into(),
-            accepted_at: Instant::now(),
-        }
+        Event::sample(&format!("e{n}"))
     }
 
     fn config(max_rows: usize) -> WriterConfig {
