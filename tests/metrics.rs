@@ -2,6 +2,8 @@
 //! rejections counted per event under their reason, the queue depth as of the
 //! scrape, and the writer's per-batch telemetry.
 
+mod common;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use clap::Parser;
 use tower::ServiceExt;
+
+use common::TestServer;
 
 use trackd::clock::SystemClock;
 use trackd::config::Config;
@@ -418,26 +422,13 @@ async fn a_running_server_serves_metrics_on_its_metrics_listener() {
         .unwrap()
         .port();
     let metrics_address = format!("127.0.0.1:{metrics_port}");
-    let config = Config::parse_from([
-        "trackd",
-        "--metrics-listen",
-        &metrics_address,
-        "--linger-ms",
-        "5",
-    ]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let main_address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let sink = MemorySink::new();
-    let server = tokio::spawn(trackd::server::run(
-        listener,
-        config,
+    let server = TestServer::start(
+        &["--metrics-listen", &metrics_address, "--linger-ms", "5"],
         Box::new(sink.clone()),
-        Arc::new(SystemClock),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    )
+    .await;
+    let main_address = server.addr;
     let client = reqwest::Client::new();
     let response = client
         .post(format!("http://{main_address}/track"))
@@ -475,8 +466,7 @@ async fn a_running_server_serves_metrics_on_its_metrics_listener() {
     let unmatched = "trackd_http_requests_total{route=\"unmatched\",status=\"404\"}";
     assert_eq!(sample(&text, unmatched), 1.0, "main listener's /metrics");
 
-    stop.send(()).unwrap();
-    let report = server.await.unwrap().expect("clean drain");
+    let report = server.stop().await;
     assert_eq!(report.events_written, 1);
     assert_eq!(sink.statements().len(), 1);
 }

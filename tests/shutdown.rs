@@ -127,16 +127,7 @@ fn sigterm_under_load_writes_every_acknowledged_event() {
 fn color_always_wraps_each_statement_in_blue_and_never_does_not() {
     for (args, colored) in [(&["--color", "always"][..], true), (&[][..], false)] {
         let server = TrackdProcess::start(args);
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .post(server.url("/track"))
-                .body(EVENT)
-                .send()
-                .await
-                .expect("sent");
-            assert!(response.status().is_success());
-        });
+        assert_eq!(server.post("/track", EVENT).0, 200);
         let (ok, stdout) = server.terminate();
         assert!(ok);
         if colored {
@@ -205,21 +196,13 @@ fn fill(disk: &TinyDisk, free: u64) -> std::path::PathBuf {
 /// while the writer retries, frees the disk, stops trackd, and returns the
 /// acknowledged id and exit status.
 fn post_while_disk_full(server: &TrackdProcess, filler: &std::path::Path) -> String {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let pad = "x".repeat(60_000);
-    let id = runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(server.url("/track"))
-            .body(format!(
-                r#"{{"event":"big","user":"u","location":"l","pad":"{pad}"}}"#
-            ))
-            .send()
-            .await
-            .expect("sent");
-        assert!(response.status().is_success());
-        let json: serde_json::Value = response.json().await.expect("json");
-        json["id"].as_str().expect("id").to_owned()
-    });
+    let (status, json) = server.post(
+        "/track",
+        &format!(r#"{{"event":"big","user":"u","location":"l","pad":"{pad}"}}"#),
+    );
+    assert_eq!(status, 200);
+    let id = json["id"].as_str().expect("id").to_owned();
     std::thread::sleep(Duration::from_millis(700));
     std::fs::remove_file(filler).expect("free the disk");
     id
@@ -270,17 +253,9 @@ fn sigterm_right_after_startup_still_drains() {
     // The signal handlers must exist before the first event is acknowledged.
     for _ in 0..10 {
         let server = TrackdProcess::start(&["--linger-ms", "1000"]);
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let id = runtime.block_on(async {
-            let response = reqwest::Client::new()
-                .post(server.url("/track"))
-                .body(EVENT)
-                .send()
-                .await
-                .expect("sent");
-            let json: serde_json::Value = response.json().await.expect("json");
-            json["id"].as_str().expect("id").to_owned()
-        });
+        let (status, json) = server.post("/track", EVENT);
+        assert_eq!(status, 200);
+        let id = json["id"].as_str().expect("id").to_owned();
         let (ok, stdout) = server.terminate();
         assert!(ok, "exit 0");
         assert_eq!(row_ids(&stdout), [id], "the acknowledged event is written");

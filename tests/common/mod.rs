@@ -41,6 +41,16 @@ impl TestServer {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let config = Config::parse_from(std::iter::once("trackd").chain(args.iter().copied()));
+        Self::start_with_config(config, sink, clock).await
+    }
+
+    /// Starts a server with `config` as it is (its `--listen` is ignored:
+    /// the server gets a free port).
+    pub async fn start_with_config(
+        config: Config,
+        sink: Box<dyn Sink>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -176,6 +186,21 @@ impl TrackdProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs `body` to `path` and returns the status and JSON answer.
+    pub fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(self.url(path))
+                .body(body.to_owned())
+                .send()
+                .await
+                .expect("sent");
+            let status = response.status().as_u16();
+            (status, response.json().await.expect("a JSON answer"))
+        })
     }
 
     pub fn signal(&self, name: &str) {
