@@ -94,7 +94,7 @@ pub async fn require_write_key(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"trackd\""),
     );
-    response
+    state.refuse_unread(request, response).await
 }
 
 /// The username of `Authorization: Basic base64(user:password)`.

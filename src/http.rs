@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use axum::http::header::{
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -279,12 +281,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound
+async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    state.refuse_unread(request, ApiError::NotFound).await
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+pub(crate) async fn method_not_allowed(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Response {
+    state
+        .refuse_unread(request, ApiError::MethodNotAllowed)
+        .await
+}
+
+/// Makes `response` the last on its connection, and says so.
+fn close_connection(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
 }
 
 impl AppState {
@@ -314,6 +328,12 @@ impl AppState {
         } else {
             peer
         };
+        // The body is read before any header is judged: a refusal that
+        // leaves it unread would make hyper close the connection under a
+        // client that may already be sending its next request on it.
+        let body = self
+            .read_body(&parts.headers, body, max_body_bytes, max_decompressed_bytes)
+            .await?;
         let user_agent = match parts.headers.get(USER_AGENT) {
             Some(v) if v.len() > MAX_USER_AGENT_BYTES => {
                 return Err(ApiError::Rejected(Rejection {
@@ -329,9 +349,6 @@ impl AppState {
             Some(v) => Some(String::from_utf8_lossy(v.as_bytes()).into()),
             None => None,
         };
-        let body = self
-            .read_body(&parts.headers, body, max_body_bytes, max_decompressed_bytes)
-            .await?;
         let meta = RequestMeta {
             ip,
             user_agent,
@@ -341,24 +358,13 @@ impl AppState {
         Ok((meta, body))
     }
 
-    async fn read_body(
+    /// The body as sent, at most `limit` bytes, within the request timeout.
+    async fn receive(
         &self,
         headers: &HeaderMap,
         body: Body,
-        max_body_bytes: usize,
-        max_decompressed_bytes: usize,
+        limit: usize,
     ) -> Result<Bytes, ApiError> {
-        let gzip = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
-            Some(v) if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") => true,
-            Some(v) => {
-                return Err(ApiError::UnsupportedEncoding(
-                    String::from_utf8_lossy(v).into_owned(),
-                ))
-            }
-        };
-        let limit = max_body_bytes;
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -376,10 +382,53 @@ impl AppState {
                 Ok(result) => result,
             },
         };
-        let bytes = match result {
-            Err(error) if is_length_limit(&error) => return Err(ApiError::BodyTooLarge { limit }),
-            Err(_) => return Err(ApiError::BodyRead),
-            Ok(bytes) => bytes,
+        match result {
+            Err(error) if is_length_limit(&error) => Err(ApiError::BodyTooLarge { limit }),
+            Err(_) => Err(ApiError::BodyRead),
+            Ok(bytes) => Ok(bytes),
+        }
+    }
+
+    /// Answers a request refused without looking at its body, after reading
+    /// and dropping that body (within `--max-body-bytes` and the request
+    /// timeout). hyper closes a connection whose request body was left
+    /// unread, without a word to the client, whose next request on it then
+    /// fails; when the body cannot be drained the answer says
+    /// `Connection: close` instead.
+    pub(crate) async fn refuse_unread(
+        &self,
+        request: Request,
+        refusal: impl IntoResponse,
+    ) -> Response {
+        let (parts, body) = request.into_parts();
+        let drained = self
+            .receive(&parts.headers, body, self.max_body_bytes)
+            .await
+            .is_ok();
+        let mut response = refusal.into_response();
+        if !drained {
+            close_connection(&mut response);
+        }
+        response
+    }
+
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        max_body_bytes: usize,
+        max_decompressed_bytes: usize,
+    ) -> Result<Bytes, ApiError> {
+        let bytes = self.receive(headers, body, max_body_bytes).await?;
+        let gzip = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
+            Some(v) if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") => true,
+            Some(v) => {
+                return Err(ApiError::UnsupportedEncoding(
+                    String::from_utf8_lossy(v).into_owned(),
+                ))
+            }
         };
         if !gzip {
             return Ok(bytes);
@@ -571,6 +620,14 @@ impl IntoResponse for ApiError {
             _ => json!({"message": self.to_string(), "reason": reason}),
         };
         let mut response = (status, Json(body)).into_response();
+        // The rest of the body is still unread (or unreadable): hyper will
+        // close the connection, and the client must know not to reuse it.
+        if matches!(
+            self,
+            ApiError::BodyTooLarge { .. } | ApiError::Timeout | ApiError::BodyRead
+        ) {
+            close_connection(&mut response);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -65,7 +65,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/batch", post(batch))
         .route("/import", post(batch))
         .route("/b", post(batch))
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(http::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_write_key,

@@ -705,3 +705,85 @@ async fn the_queue_is_bounded_in_bytes_too() {
     }
     assert_eq!(server.stop().await.events_written, acked);
 }
+
+/// Sends `head`, then `body` a moment later (as clients that write the two
+/// separately do), and returns the answer's status line and headers.
+async fn request_on(stream: &mut tokio::net::TcpStream, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!("{head}Host: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    stream.write_all(body).await.expect("write body");
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    while !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert!(n > 0, "connection closed mid-answer: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(answer).expect("utf-8")
+}
+
+#[tokio::test]
+async fn a_refusal_leaves_the_connection_usable_for_the_next_request() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&["--write-key", "k"], Box::new(sink.clone())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let long_agent = format!("User-Agent: {}\r\n", "a".repeat(2000));
+    let refusals = [
+        (
+            "POST /track HTTP/1.1\r\nContent-Encoding: br\r\n".to_string(),
+            "415",
+        ),
+        (format!("POST /track HTTP/1.1\r\n{long_agent}"), "400"),
+        ("POST /nowhere HTTP/1.1\r\n".to_string(), "404"),
+        ("PUT /track HTTP/1.1\r\n".to_string(), "405"),
+        ("POST /v1/track HTTP/1.1\r\n".to_string(), "401"),
+    ];
+    for (head, status) in refusals {
+        let answer = request_on(&mut stream, &head, SEED_BODY.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    // The same connection still carries an event.
+    let answer = request_on(
+        &mut stream,
+        "POST /track HTTP/1.1\r\n",
+        SEED_BODY.as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    server.stop().await;
+    assert_eq!(row_ids(&output(&sink)).len(), 1);
+}
+
+#[tokio::test]
+async fn a_body_left_unread_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::start(&["--max-body-bytes", "1000"], Box::new(MemorySink::new())).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    server.stop().await;
+}
