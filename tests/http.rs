@@ -787,3 +787,33 @@ async fn a_body_left_unread_closes_the_connection_and_says_so() {
     assert!(answer.contains("connection: close\r\n"), "{answer}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_sends_an_oversized_body_whole_still_reads_the_413() {
+    let server =
+        TestServer::start(&["--max-body-bytes", "1000"], Box::new(MemorySink::new())).await;
+    let addr = server.addr;
+    // Like most HTTP clients, send the whole body before reading the answer.
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        // More than loopback socket buffers hold, less than trackd drains.
+        let body = vec![b'x'; 12 << 20];
+        let head = format!(
+            "POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("write head");
+        stream
+            .write_all(&body)
+            .expect("the server reads the rest of the body");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("read the answer");
+        String::from_utf8(answer).expect("utf-8")
+    })
+    .await
+    .expect("client");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains(r#""reason":"body_too_large""#), "{answer}");
+    server.stop().await;
+}
