@@ -34,9 +34,10 @@ fn main() -> std::io::Result<()> {
         let app = Router::new()
             .route("/track", post(accept))
             .route("/batch", post(accept));
-        // The same accept loop and header timeout as trackd.
+        // The same accept loop, header timeout and connection limit as trackd.
         let shutdown = trackd::shutdown::signal()?;
-        trackd::accept::serve(listener, app, std::time::Duration::from_secs(10), shutdown).await;
+        let header_timeout = std::time::Duration::from_secs(10);
+        trackd::accept::serve(listener, app, header_timeout, 10_000, shutdown).await;
         Ok(())
     })
 }

@@ -14,8 +14,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -25,10 +26,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// Pause after an accept error such as EMFILE, so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two warnings that the connection limit is reached.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// Longest a closed connection goes on reading what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes a closed connection reads and drops before it gives up.
@@ -36,11 +40,13 @@ const LINGER_BYTES: usize = 16 << 20;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets each connection finish its in-flight request, and returns
-/// once every connection has closed.
+/// once every connection has closed. At most `max_connections` are open at
+/// once; the next wait in the kernel's listen backlog.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -48,8 +54,23 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut warned_at: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        if slots.available_permits() == 0
+            && warned_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
+        {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached; new connections wait in the listen backlog"
+            );
+            warned_at = Some(Instant::now());
+        }
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
@@ -76,6 +97,7 @@ pub async fn serve(
         );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }

@@ -112,6 +112,12 @@ pub struct Config {
     #[arg(long, env = "TRACKD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
+    /// Most client connections open at once on each listener; past it, new connections
+    /// wait in the kernel's listen backlog until one closes.
+    #[arg(long, env = "TRACKD_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
     /// On SIGTERM/SIGINT, keep serving this long with /readyz answering 503, so a load
     /// balancer sees the instance leave before connections are refused, in milliseconds.
     #[arg(long, env = "TRACKD_SHUTDOWN_DELAY_MS", default_value_t = 0)]

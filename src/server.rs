@@ -88,6 +88,7 @@ pub async fn run(
             listener,
             app,
             header_timeout,
+            to_usize(config.max_connections),
             std::future::pending(),
         ));
     }
@@ -110,7 +111,13 @@ pub async fn run(
         let _ = started_tx.send(true);
     };
     let header_timeout = Duration::from_millis(config.request_timeout_ms);
-    let serve = accept::serve(listener, app, header_timeout, graceful);
+    let serve = accept::serve(
+        listener,
+        app,
+        header_timeout,
+        to_usize(config.max_connections),
+        graceful,
+    );
     let timeout = Duration::from_millis(config.shutdown_timeout_ms);
     tokio::select! {
         () = serve => {}

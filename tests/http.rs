@@ -817,3 +817,40 @@ async fn a_client_that_sends_an_oversized_body_whole_still_reads_the_413() {
     assert!(answer.contains(r#""reason":"body_too_large""#), "{answer}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let sink = MemorySink::new();
+    let server = TestServer::start(&["--max-connections", "1"], Box::new(sink.clone())).await;
+    let mut first = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let answer = request_on(&mut first, "POST /track HTTP/1.1\r\n", SEED_BODY.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    // The kernel completes the second handshake, but trackd does not take
+    // the connection while the first is open.
+    let mut second = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let waiting = tokio::spawn(async move {
+        let answer = request_on(
+            &mut second,
+            "POST /track HTTP/1.1\r\n",
+            SEED_BODY.as_bytes(),
+        )
+        .await;
+        (answer, second)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered past the connection limit");
+
+    drop(first);
+    let (answer, _second) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("answered once the first connection closed")
+        .expect("client task");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    server.stop().await;
+    assert_eq!(row_ids(&output(&sink)).len(), 2);
+}
