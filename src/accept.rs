@@ -26,7 +26,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// Pause after an accept error such as EMFILE, so the loop does not spin.
@@ -92,12 +92,11 @@ pub async fn serve(
                 request
             });
         let connection = http.serve_connection(
-            TokioIo::new(Lingering(Some(stream))),
+            TokioIo::new(Lingering(Some((stream, slot)))),
             TowerToHyperService::new(service),
         );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let _slot = slot;
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
@@ -119,17 +118,20 @@ fn is_per_connection(error: &io::Error) -> bool {
 
 /// A connection's socket, which lingers when hyper is done with it (see the
 /// module's documentation) unless the client has already closed its side.
-struct Lingering(Option<TcpStream>);
+/// It holds its connection slot until it is closed, lingering included.
+struct Lingering(Option<(TcpStream, OwnedSemaphorePermit)>);
 
 impl Lingering {
     fn stream(&mut self) -> Pin<&mut TcpStream> {
-        Pin::new(self.0.as_mut().expect("the stream is only taken on drop"))
+        Pin::new(&mut self.0.as_mut().expect("the stream is only taken on drop").0)
     }
 }
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        let Some(stream) = self.0.take() else { return };
+        let Some((stream, slot)) = self.0.take() else {
+            return;
+        };
         let may_still_send = match stream.try_read(&mut [0; 1]) {
             // The usual end: the client closed its side first.
             Ok(0) => false,
@@ -140,7 +142,10 @@ impl Drop for Lingering {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream));
+            runtime.spawn(async move {
+                linger(stream).await;
+                drop(slot);
+            });
         }
     }
 }
@@ -189,7 +194,7 @@ impl AsyncWrite for Lingering {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.as_ref().is_some_and(TcpStream::is_write_vectored)
+        self.0.as_ref().is_some_and(|(s, _)| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
