@@ -4,7 +4,7 @@
 //! decompress within limits, parse, validate, stamp the request's metadata —
 //! and enqueue without waiting. A full queue is an immediate 503.
 //!
-//! Every request passes through [`observe`]: one `tracing` span with its
+//! Every request passes through [`ObserveLayer`]: one `tracing` span with its
 //! route template, status and latency, and the request metrics. Handlers count
 //! events accepted and refused, per event, under bounded reason words.
 
@@ -17,22 +17,21 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
     CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
 use crate::event::{self, Event, Reason, Rejection, RequestMeta};
 use crate::metrics::Metrics;
+use crate::observe::ObserveLayer;
 use crate::queue::{EnqueueError, Queue};
 
 /// Longest `User-Agent` stored; it is repeated in every row of a batch.
@@ -106,7 +105,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(ObserveLayer::new(state.metrics.clone()))
         .with_state(state)
 }
 
@@ -116,33 +115,8 @@ pub fn metrics_app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(ObserveLayer::new(state.metrics.clone()))
         .with_state(state)
-}
-
-/// One span per request, and the request metrics. The route label is the
-/// matched template (`/track`), never the raw path, so it stays bounded.
-/// The span and its closing line are at debug level: at the default `info`
-/// there is no per-request logging on the hot path.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map(MatchedPath::as_str);
-    let span = tracing::debug_span!(
-        "request",
-        method = %request.method(),
-        route = route.unwrap_or(crate::metrics::UNMATCHED_ROUTE),
-        status = tracing::field::Empty,
-        latency_us = tracing::field::Empty,
-    );
-    let response = next.run(request).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.http_request(route, status, elapsed);
-    span.record("status", status);
-    span.record("latency_us", elapsed.as_micros() as u64);
-    span.in_scope(|| tracing::debug!("request answered"));
-    response
 }
 
 async fn track(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
@@ -193,14 +167,16 @@ pub(crate) fn batch_success(
 /// A 200 JSON answer written straight into one buffer of about `capacity`
 /// bytes: success answers are on the hot path, and building a
 /// `serde_json::Value` for them costs more than the rest of the request.
+/// The response is built directly: `(headers, String).into_response()`
+/// would first insert a `text/plain` Content-Type only to replace it.
 fn success(capacity: usize, write: impl FnOnce(&mut String)) -> Response {
     let mut body = String::with_capacity(capacity);
     write(&mut body);
-    (
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response()
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn push_id(out: &mut String, id: uuid::Uuid) {

@@ -16,6 +16,7 @@
 //! The modules, one job each:
 //! - [`config`]: every option, as flags and `TRACKD_*` environment variables.
 //! - [`http`]: routes, body limits, errors as JSON.
+//! - [`observe`]: the per-request span and request metrics, as a tower layer.
 //! - [`event`]: the wire format and its validation into an [`event::Event`].
 //! - [`segment`]: Segment's Tracking API messages and their mapping onto the row.
 //! - [`v1`]: the Segment-compatible `/v1/*` routes, with [`auth`] (write keys)
@@ -40,6 +41,7 @@ pub mod event;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod observe;
 pub mod queue;
 pub mod segment;
 pub mod server;

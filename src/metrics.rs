@@ -73,6 +73,10 @@ const HTTP_SERIES: &[(&str, &[u16])] = &[
     (UNMATCHED_ROUTE, &[404]),
 ];
 
+/// Every status in [`HTTP_SERIES`]: a request's counter is found by its
+/// position here, without hashing.
+const HTTP_STATUSES: [u16; 8] = [200, 400, 404, 405, 408, 413, 415, 503];
+
 /// Every reason word an event can be refused with: `event::Reason::as_str`
 /// and the event-refusing variants of `http::ApiError::status_and_reason`.
 pub const REJECTION_REASONS: &[&str] = &[
@@ -133,10 +137,8 @@ pub struct Metrics {
     recorder: PrometheusRecorder,
     /// Renders the text format.
     handle: PrometheusHandle,
-    /// Requests, by (route template, status).
-    requests: HashMap<(&'static str, u16), Counter>,
-    /// Request latency, by route template.
-    request_duration: HashMap<&'static str, Histogram>,
+    /// The request series of each route in [`HTTP_SERIES`], in its order.
+    routes: Vec<RouteMetrics>,
     /// Events enqueued.
     accepted: Counter,
     /// Events refused, by reason word.
@@ -151,6 +153,17 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+/// One route's request metrics, resolved at startup.
+struct RouteMetrics {
+    /// The route template.
+    route: &'static str,
+    /// Requests answered, by the status' position in [`HTTP_STATUSES`];
+    /// `None` for statuses the route is not registered with.
+    requests: [Option<Counter>; HTTP_STATUSES.len()],
+    /// Request latency.
+    duration: Histogram,
 }
 
 /// The handles the writer thread records into, once per batch.
@@ -203,19 +216,26 @@ impl Metrics {
             recorder.register_gauge(&Key::from_parts(name, labels), &metadata())
         };
 
-        let mut requests = HashMap::new();
-        let mut request_duration = HashMap::new();
-        for &(route, statuses) in HTTP_SERIES {
-            for &status in statuses {
-                let labels = vec![
-                    Label::new("route", route),
-                    Label::new("status", status.to_string()),
-                ];
-                requests.insert((route, status), counter(HTTP_REQUESTS, labels));
-            }
-            let labels = vec![Label::new("route", route)];
-            request_duration.insert(route, histogram(HTTP_REQUEST_DURATION, labels));
-        }
+        let routes = HTTP_SERIES
+            .iter()
+            .map(|&(route, statuses)| {
+                let mut requests: [Option<Counter>; HTTP_STATUSES.len()] = Default::default();
+                for &status in statuses {
+                    let slot = status_slot(status).expect("HTTP_STATUSES lists every status");
+                    let labels = vec![
+                        Label::new("route", route),
+                        Label::new("status", status.to_string()),
+                    ];
+                    requests[slot] = Some(counter(HTTP_REQUESTS, labels));
+                }
+                let labels = vec![Label::new("route", route)];
+                RouteMetrics {
+                    route,
+                    requests,
+                    duration: histogram(HTTP_REQUEST_DURATION, labels),
+                }
+            })
+            .collect();
         let rejected = REJECTION_REASONS
             .iter()
             .map(|&reason| {
@@ -248,8 +268,7 @@ impl Metrics {
             accepted: counter(EVENTS_ACCEPTED, vec![]),
             recorder,
             handle,
-            requests,
-            request_duration,
+            routes,
             rejected,
             queue_depth,
             writer,
@@ -285,8 +304,8 @@ impl Metrics {
     /// `None` when no route matched.
     pub fn http_request(&self, route: Option<&str>, status: u16, elapsed: Duration) {
         let route = route.unwrap_or(UNMATCHED_ROUTE);
-        let known = HTTP_SERIES.iter().map(|(r, _)| *r).find(|r| *r == route);
-        let counter = known.and_then(|r| self.requests.get(&(r, status)));
+        let known = self.routes.iter().find(|r| r.route == route);
+        let counter = known.and_then(|r| r.requests[status_slot(status)?].as_ref());
         match counter {
             Some(counter) => counter.increment(1),
             None => self
@@ -303,9 +322,8 @@ impl Metrics {
                 )
                 .increment(1),
         }
-        let histogram = known.and_then(|r| self.request_duration.get(r));
-        match histogram {
-            Some(histogram) => histogram.record(elapsed.as_secs_f64()),
+        match known {
+            Some(known) => known.duration.record(elapsed.as_secs_f64()),
             None => self
                 .recorder
                 .register_histogram(
@@ -366,6 +384,11 @@ impl WriterMetrics {
     pub fn sink_error(&self) {
         self.sink_errors.increment(1);
     }
+}
+
+/// Where `status` is in [`HTTP_STATUSES`].
+fn status_slot(status: u16) -> Option<usize> {
+    HTTP_STATUSES.iter().position(|&s| s == status)
 }
 
 fn metadata() -> Metadata<'static> {
