@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -24,9 +24,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tower::ServiceExt;
 
 /// Pause after an accept error such as EMFILE, so the loop does not spin.
@@ -92,7 +93,11 @@ pub async fn serve(
                 request
             });
         let connection = http.serve_connection(
-            TokioIo::new(Lingering(Some((stream, slot)))),
+            TokioIo::new(Lingering {
+                inner: Some((stream, slot)),
+                write_timeout: header_read_timeout,
+                stalled: None,
+            }),
             TowerToHyperService::new(service),
         );
         let connection = graceful.watch(connection);
@@ -119,17 +124,54 @@ fn is_per_connection(error: &io::Error) -> bool {
 /// A connection's socket, which lingers when hyper is done with it (see the
 /// module's documentation) unless the client has already closed its side.
 /// It holds its connection slot until it is closed, lingering included.
-struct Lingering(Option<(TcpStream, OwnedSemaphorePermit)>);
+/// A write that waits longer than `write_timeout` for the client to read
+/// fails, ending the connection: a client that never reads its answers
+/// must not hold a slot, and kernel memory, forever.
+struct Lingering {
+    /// The socket and its connection slot; taken when dropped.
+    inner: Option<(TcpStream, OwnedSemaphorePermit)>,
+    /// Longest a write may wait for the client to read.
+    write_timeout: Duration,
+    /// Running while a write waits.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
 
 impl Lingering {
     fn stream(&mut self) -> Pin<&mut TcpStream> {
-        Pin::new(&mut self.0.as_mut().expect("the stream is only taken on drop").0)
+        Pin::new(
+            &mut self
+                .inner
+                .as_mut()
+                .expect("the stream is only taken on drop")
+                .0,
+        )
+    }
+
+    /// `write` as it is, unless it has been waiting for `write_timeout`.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client stopped reading its answers",
+        )))
     }
 }
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        let Some((stream, slot)) = self.0.take() else {
+        let Some((stream, slot)) = self.inner.take() else {
             return;
         };
         let may_still_send = match stream.try_read(&mut [0; 1]) {
@@ -150,9 +192,12 @@ impl Drop for Lingering {
     }
 }
 
-/// Reads and drops what the client still sends until it closes its side,
-/// or [`LINGER`] or [`LINGER_BYTES`] runs out; then the socket closes.
+/// Closes the write side (hyper does not when a timeout ended the
+/// connection), then reads and drops what the client still sends until it
+/// closes its side, or [`LINGER`] or [`LINGER_BYTES`] runs out; then the
+/// socket closes.
 async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
     let mut buf = [0; 4096];
     let mut left = LINGER_BYTES;
     let drain = async {
@@ -182,7 +227,9 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream().poll_write(cx, buf)
+        let this = self.get_mut();
+        let write = this.stream().poll_write(cx, buf);
+        this.deadline(cx, write)
     }
 
     fn poll_write_vectored(
@@ -190,11 +237,15 @@ impl AsyncWrite for Lingering {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream().poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let write = this.stream().poll_write_vectored(cx, bufs);
+        this.deadline(cx, write)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.as_ref().is_some_and(|(s, _)| s.is_write_vectored())
+        self.inner
+            .as_ref()
+            .is_some_and(|(s, _)| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -94,7 +94,9 @@ pub async fn require_write_key(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"trackd\""),
     );
-    state.refuse_unread(request, response).await
+    // The largest body a /v1 route takes: a batch.
+    let limit = state.segment.max_batch_bytes;
+    state.refuse_unread(request, limit, response).await
 }
 
 /// The username of `Authorization: Basic base64(user:password)`.

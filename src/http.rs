@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, RETRY_AFTER, USER_AGENT,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -109,10 +110,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The router for `--metrics-listen`: /metrics alone.
+/// The router for `--metrics-listen`: /metrics, and /healthz and /readyz so
+/// probes still get through when the main listener is at its connection limit.
 pub fn metrics_app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(ObserveLayer::new(state.metrics.clone()))
@@ -258,7 +262,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    state.refuse_unread(request, ApiError::NotFound).await
+    let limit = state.max_body_bytes;
+    state
+        .refuse_unread(request, limit, ApiError::NotFound)
+        .await
 }
 
 pub(crate) async fn method_not_allowed(
@@ -266,7 +273,7 @@ pub(crate) async fn method_not_allowed(
     request: Request,
 ) -> Response {
     state
-        .refuse_unread(request, ApiError::MethodNotAllowed)
+        .refuse_unread(request, state.max_body_bytes, ApiError::MethodNotAllowed)
         .await
 }
 
@@ -341,46 +348,52 @@ impl AppState {
         body: Body,
         limit: usize,
     ) -> Result<Bytes, ApiError> {
-        let declared = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        if declared_length(headers).is_some_and(|n| n > limit as u64) {
             return Err(ApiError::BodyTooLarge { limit });
         }
+        self.within_request_timeout(gather(body, limit)).await
+    }
+
+    /// Runs `read`, a read of a request body, for at most the request timeout.
+    async fn within_request_timeout<T>(
+        &self,
+        read: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
         // A small body has usually arrived with the head: take it without
         // arming a timer (a timer costs more than the rest of the read).
-        let mut read = std::pin::pin!(axum::body::to_bytes(body, limit));
-        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-        let result = match first {
+        let mut read = std::pin::pin!(read);
+        match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
             Poll::Ready(result) => result,
-            Poll::Pending => match tokio::time::timeout(self.request_timeout, read).await {
-                Err(_) => return Err(ApiError::Timeout),
-                Ok(result) => result,
-            },
-        };
-        match result {
-            Err(error) if is_length_limit(&error) => Err(ApiError::BodyTooLarge { limit }),
-            Err(_) => Err(ApiError::BodyRead),
-            Ok(bytes) => Ok(bytes),
+            Poll::Pending => tokio::time::timeout(self.request_timeout, read)
+                .await
+                .unwrap_or(Err(ApiError::Timeout)),
         }
     }
 
     /// Answers a request refused without looking at its body, after reading
-    /// and dropping that body (within `--max-body-bytes` and the request
-    /// timeout). hyper closes a connection whose request body was left
-    /// unread, without a word to the client, whose next request on it then
-    /// fails; when the body cannot be drained the answer says
+    /// and dropping that body (within `limit` and the request timeout).
+    /// hyper closes a connection whose request body was left unread, without
+    /// a word to the client, whose next request on it then fails; when the
+    /// body cannot be drained — or the client waits for `100 Continue`
+    /// before sending it, which a refusal must not invite — the answer says
     /// `Connection: close` instead.
     pub(crate) async fn refuse_unread(
         &self,
         request: Request,
+        limit: usize,
         refusal: impl IntoResponse,
     ) -> Response {
         let (parts, body) = request.into_parts();
-        let drained = self
-            .receive(&parts.headers, body, self.max_body_bytes)
-            .await
-            .is_ok();
+        let expects_continue = parts
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let drained = !expects_continue
+            && !declared_length(&parts.headers).is_some_and(|n| n > limit as u64)
+            && self
+                .within_request_timeout(drain(body, limit))
+                .await
+                .is_ok();
         let mut response = refusal.into_response();
         if !drained {
             close_connection(&mut response);
@@ -443,6 +456,29 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let chunks: Vec<Result<&str, std::io::Error>> = chunks.iter().map(|c| Ok(*c)).collect();
+        Body::from_stream(tokio_stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_body_in_many_frames_is_gathered_whole_within_its_limit() {
+        let body = chunked(&["{\"a\"", ":", "1", "}"]);
+        assert_eq!(
+            gather(body, 7).await.unwrap(),
+            Bytes::from_static(b"{\"a\":1}")
+        );
+        let body = chunked(&["{\"a\"", ":", "1", "}"]);
+        assert!(matches!(
+            gather(body, 6).await,
+            Err(ApiError::BodyTooLarge { limit: 6 })
+        ));
+        assert_eq!(gather(chunked(&["one"]), 3).await.unwrap(), "one");
+        assert_eq!(gather(chunked(&[]), 3).await.unwrap(), "");
+        assert!(drain(chunked(&["ab", "cd"]), 4).await.is_ok());
+        assert!(drain(chunked(&["ab", "cde"]), 4).await.is_err());
+    }
+
     fn xff(values: &[&str]) -> Option<IpAddr> {
         let mut headers = HeaderMap::new();
         for v in values {
@@ -469,15 +505,57 @@ mod tests {
     }
 }
 
-fn is_length_limit(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
+/// The body's Content-Length, when it has a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// The whole body, when it is at most `limit` bytes. A body that arrives in
+/// one frame is kept as it is; once a second frame comes, the frames are
+/// copied into one buffer and dropped. A frame holds on to hyper's whole
+/// read buffer (8 KiB or more), so keeping the frames of a body that
+/// trickles in a byte at a time would cost thousands of times its size.
+async fn gather(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut single = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > limit {
+            return Err(ApiError::BodyTooLarge { limit });
         }
-        source = e.source();
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if single.is_empty() => single = data,
+            None => {
+                let mut both = Vec::with_capacity(len.saturating_mul(2).min(limit));
+                both.extend_from_slice(&single);
+                both.extend_from_slice(&data);
+                single = Bytes::new();
+                joined = Some(both);
+            }
+        }
     }
-    false
+    Ok(joined.map_or(single, Bytes::from))
+}
+
+/// Reads a body of at most `limit` bytes and drops it as it comes.
+async fn drain(mut body: Body, limit: usize) -> Result<(), ApiError> {
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() {
+            len += data.len();
+            if len > limit {
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn rejection_json(rejection: &Rejection, index: Option<usize>) -> serde_json::Value {

@@ -854,3 +854,85 @@ async fn connections_past_the_limit_wait_until_one_closes() {
     server.stop().await;
     assert_eq!(row_ids(&output(&sink)).len(), 2);
 }
+
+#[tokio::test]
+async fn a_refusal_does_not_invite_a_body_the_client_holds_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&["--write-key", "k"], Box::new(MemorySink::new())).await;
+    for path in ["/nowhere", "/v1/track"] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed in time")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.starts_with("HTTP/1.1 100"), "{answer}");
+        assert!(answer.contains(r#""reason":"#), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(
+        &["--max-connections", "1", "--request-timeout-ms", "300"],
+        Box::new(MemorySink::new()),
+    )
+    .await;
+    // Pipelined requests whose answers (far more than the socket buffers
+    // hold) are never read: trackd's writes stall.
+    let hog = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let flood = tokio::spawn(async move {
+        let mut hog = hog;
+        let requests = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200_000);
+        let _ = hog.write_all(&requests).await;
+        hog // kept open, never read
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The only connection slot comes free once the stalled write times out.
+    let mut other = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        request_on(&mut other, "POST /track HTTP/1.1\r\n", SEED_BODY.as_bytes()),
+    )
+    .await
+    .expect("the stalled connection gave up its slot");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    drop(flood);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_the_request_timeout() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(
+        &["--request-timeout-ms", "200"],
+        Box::new(MemorySink::new()),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut rest = Vec::new();
+    // Well under the 2 s a closed connection lingers: the close is announced
+    // at the timeout, not at the end of the linger.
+    let read = tokio::time::timeout(Duration::from_millis(1800), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closed its side at the idle timeout");
+    assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    server.stop().await;
+}

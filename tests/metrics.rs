@@ -308,11 +308,13 @@ async fn queue_depth_is_read_at_every_scrape() {
 async fn metrics_listen_moves_metrics_off_the_main_listener() {
     let app = TestApp::new(&["--metrics-listen", "127.0.0.1:9"]);
     assert_eq!(app.send(get("/metrics")).await, StatusCode::NOT_FOUND);
-    let response = http::metrics_app(app.state.clone())
-        .oneshot(get("/metrics"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let response = http::metrics_app(app.state.clone())
+            .oneshot(get(path))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
 }
 
 fn event(accepted_at: Instant) -> Event {
