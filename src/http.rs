@@ -389,7 +389,7 @@ impl AppState {
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let drained = !expects_continue
-            && !declared_length(&parts.headers).is_some_and(|n| n > limit as u64)
+            && declared_length(&parts.headers).is_none_or(|n| n <= limit as u64)
             && self
                 .within_request_timeout(drain(body, limit))
                 .await
