@@ -23,7 +23,8 @@
 //!   and [`cors`] (browsers on other origins).
 //! - [`queue`]: the bounded, all-or-nothing queue between HTTP and the writer.
 //! - [`writer`]: the batching thread and its flush triggers.
-//! - [`metrics`]: every exported metric, registered at startup, rendered for `/metrics`.
+//! - [`metrics`]: every exported metric, registered at startup, rendered for `/metrics`;
+//!   [`histogram`] counts the per-event latency into its buckets as it goes.
 //! - [`sql`]: DDL and INSERT statement building, escaping per dialect.
 //! - [`sink`]: where statements go.
 //! - [`accept`]: the accept loop: connections, header timeout, graceful close.
@@ -38,6 +39,7 @@ pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod event;
+pub mod histogram;
 pub mod http;
 pub mod load;
 pub mod metrics;

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
@@ -24,6 +25,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::config::{to_usize, Config};
+use crate::histogram::DurationHistogram;
 use crate::writer::Trigger;
 
 /// HTTP requests answered, by route template and status code.
@@ -180,7 +182,7 @@ pub struct WriterMetrics {
     /// Failed sink writes.
     sink_errors: Counter,
     /// Arrival → written, one sample per event.
-    event_latency: Histogram,
+    event_latency: Arc<DurationHistogram>,
 }
 
 impl Metrics {
@@ -190,7 +192,6 @@ impl Metrics {
         let builder = [
             (HTTP_REQUEST_DURATION, REQUEST_SECONDS.to_vec()),
             (BATCH_WRITE_DURATION, WRITE_SECONDS.to_vec()),
-            (EVENT_LATENCY, EVENT_LATENCY_SECONDS.to_vec()),
             (
                 BATCH_SIZE,
                 batch_size_buckets(to_usize(config.batch_max_rows)),
@@ -256,7 +257,11 @@ impl Metrics {
             batch_size: histogram(BATCH_SIZE, vec![]),
             write_duration: histogram(BATCH_WRITE_DURATION, vec![]),
             sink_errors: counter(SINK_ERRORS, vec![]),
-            event_latency: histogram(EVENT_LATENCY, vec![]),
+            event_latency: Arc::new(DurationHistogram::new(
+                EVENT_LATENCY,
+                "Time from a request's arrival to its event's statement being written.",
+                EVENT_LATENCY_SECONDS,
+            )),
         };
         let version = vec![Label::new("version", env!("CARGO_PKG_VERSION"))];
         gauge(BUILD_INFO, version).set(1.0);
@@ -342,6 +347,7 @@ impl Metrics {
     pub fn render(&self, queue_depth: usize) -> String {
         self.queue_depth.set(queue_depth as f64);
         let mut text = self.handle.render();
+        self.writer.event_latency.render(&mut text);
         render_process_metrics(&mut text);
         text
     }
@@ -373,11 +379,7 @@ impl WriterMetrics {
         self.events_written.increment(rows as u64);
         self.batch_size.record(rows as f64);
         self.write_duration.record(write_time.as_secs_f64());
-        let now = Instant::now();
-        for &at in accepted {
-            self.event_latency
-                .record(now.saturating_duration_since(at).as_secs_f64());
-        }
+        self.event_latency.record_since(accepted, Instant::now());
     }
 
     /// Counts one failed attempt to write a statement.
@@ -451,11 +453,6 @@ fn describe(recorder: &PrometheusRecorder) {
             BATCH_WRITE_DURATION,
             Unit::Seconds,
             "Time the sink took to take one statement.",
-        ),
-        (
-            EVENT_LATENCY,
-            Unit::Seconds,
-            "Time from a request's arrival to its event's statement being written.",
         ),
     ];
     for (name, unit, help) in histograms {
