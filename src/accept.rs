@@ -42,17 +42,19 @@ const LINGER_BYTES: usize = 16 << 20;
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets each connection finish its in-flight request, and returns
 /// once every connection has closed. At most `max_connections` are open at
-/// once; the next wait in the kernel's listen backlog.
+/// once; the next wait in the kernel's listen backlog. `request_timeout`
+/// bounds reading a request's headers (and so a keep-alive connection's
+/// idle time) and each write of an answer.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    request_timeout: Duration,
     max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(request_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -93,9 +95,9 @@ pub async fn serve(
                 request
             });
         let connection = http.serve_connection(
-            TokioIo::new(Lingering {
+            TokioIo::new(ClientSocket {
                 inner: Some((stream, slot)),
-                write_timeout: header_read_timeout,
+                write_timeout: request_timeout,
                 stalled: None,
             }),
             TowerToHyperService::new(service),
@@ -121,13 +123,13 @@ fn is_per_connection(error: &io::Error) -> bool {
     )
 }
 
-/// A connection's socket, which lingers when hyper is done with it (see the
-/// module's documentation) unless the client has already closed its side.
+/// A client connection's socket, which lingers when hyper is done with it
+/// (see the module's documentation) unless the client has already closed its side.
 /// It holds its connection slot until it is closed, lingering included.
 /// A write that waits longer than `write_timeout` for the client to read
 /// fails, ending the connection: a client that never reads its answers
 /// must not hold a slot, and kernel memory, forever.
-struct Lingering {
+struct ClientSocket {
     /// The socket and its connection slot; taken when dropped.
     inner: Option<(TcpStream, OwnedSemaphorePermit)>,
     /// Longest a write may wait for the client to read.
@@ -136,7 +138,7 @@ struct Lingering {
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl Lingering {
+impl ClientSocket {
     fn stream(&mut self) -> Pin<&mut TcpStream> {
         Pin::new(
             &mut self
@@ -169,7 +171,7 @@ impl Lingering {
     }
 }
 
-impl Drop for Lingering {
+impl Drop for ClientSocket {
     fn drop(&mut self) {
         let Some((stream, slot)) = self.inner.take() else {
             return;
@@ -211,7 +213,7 @@ async fn linger(mut stream: TcpStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-impl AsyncRead for Lingering {
+impl AsyncRead for ClientSocket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -221,7 +223,7 @@ impl AsyncRead for Lingering {
     }
 }
 
-impl AsyncWrite for Lingering {
+impl AsyncWrite for ClientSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

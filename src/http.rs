@@ -517,42 +517,45 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// copied into one buffer and dropped. A frame holds on to hyper's whole
 /// read buffer (8 KiB or more), so keeping the frames of a body that
 /// trickles in a byte at a time would cost thousands of times its size.
-async fn gather(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+async fn gather(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut single = Bytes::new();
     let mut joined: Option<Vec<u8>> = None;
-    let mut len = 0;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() else {
-            continue; // trailers
-        };
-        len += data.len();
-        if len > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+    for_each_frame(body, limit, |data| match &mut joined {
+        Some(joined) => joined.extend_from_slice(&data),
+        None if single.is_empty() => single = data,
+        None => {
+            let mut both = Vec::with_capacity((single.len() + data.len()) * 2);
+            both.extend_from_slice(&single);
+            both.extend_from_slice(&data);
+            single = Bytes::new();
+            joined = Some(both);
         }
-        match &mut joined {
-            Some(joined) => joined.extend_from_slice(&data),
-            None if single.is_empty() => single = data,
-            None => {
-                let mut both = Vec::with_capacity(len.saturating_mul(2).min(limit));
-                both.extend_from_slice(&single);
-                both.extend_from_slice(&data);
-                single = Bytes::new();
-                joined = Some(both);
-            }
-        }
-    }
+    })
+    .await?;
     Ok(joined.map_or(single, Bytes::from))
 }
 
 /// Reads a body of at most `limit` bytes and drops it as it comes.
-async fn drain(mut body: Body, limit: usize) -> Result<(), ApiError> {
+async fn drain(body: Body, limit: usize) -> Result<(), ApiError> {
+    for_each_frame(body, limit, drop).await
+}
+
+/// Hands each data frame of `body` to `take`, as long as they add up to at
+/// most `limit` bytes.
+async fn for_each_frame(
+    mut body: Body,
+    limit: usize,
+    mut take: impl FnMut(Bytes),
+) -> Result<(), ApiError> {
     let mut len = 0;
     while let Some(frame) = body.frame().await {
+        // Anything but data is a trailer, which trackd does not use.
         if let Ok(data) = frame.map_err(|_| ApiError::BodyRead)?.into_data() {
             len += data.len();
             if len > limit {
                 return Err(ApiError::BodyTooLarge { limit });
             }
+            take(data);
         }
     }
     Ok(())
