@@ -37,7 +37,8 @@ fn main() -> std::io::Result<()> {
         // The same accept loop, header timeout and connection limit as trackd.
         let shutdown = trackd::shutdown::signal()?;
         let header_timeout = std::time::Duration::from_secs(10);
-        trackd::accept::serve(listener, app, header_timeout, 10_000, shutdown).await;
+        let slots = std::sync::Arc::new(trackd::accept::ConnectionSlots::new(10_000));
+        trackd::accept::serve(listener, app, header_timeout, slots, shutdown).await;
         Ok(())
     })
 }

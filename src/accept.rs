@@ -39,17 +39,40 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes a closed connection reads and drops before it gives up.
 const LINGER_BYTES: usize = 16 << 20;
 
+/// The connection slots of one listener: past its limit, new connections
+/// wait in the kernel's listen backlog until one closes.
+#[derive(Debug)]
+pub struct ConnectionSlots {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl ConnectionSlots {
+    /// Room for `limit` connections at once.
+    pub fn new(limit: usize) -> Self {
+        ConnectionSlots {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// Connections holding a slot, lingering ones included.
+    pub fn in_use(&self) -> usize {
+        self.limit - self.semaphore.available_permits()
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets each connection finish its in-flight request, and returns
-/// once every connection has closed. At most `max_connections` are open at
-/// once; the next wait in the kernel's listen backlog. `request_timeout`
+/// once every connection has closed. Each connection takes one of `slots`
+/// while it is open. `request_timeout`
 /// bounds reading a request's headers (and so a keep-alive connection's
 /// idle time) and each write of an answer.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     request_timeout: Duration,
-    max_connections: usize,
+    slots: Arc<ConnectionSlots>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -57,21 +80,23 @@ pub async fn serve(
         .header_read_timeout(request_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
     let mut warned_at: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        if slots.available_permits() == 0
+        if slots.in_use() == slots.limit
             && warned_at.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
         {
             tracing::warn!(
-                max_connections,
+                max_connections = slots.limit,
                 "connection limit reached; new connections wait in the listen backlog"
             );
             warned_at = Some(Instant::now());
         }
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        // Wait for a free slot without taking it yet, so that the slots in
+        // use are the open connections; only this loop takes slots, so it is
+        // still free once a connection is accepted.
+        tokio::select! {
+            free = slots.semaphore.acquire() => drop(free.expect("the semaphore is never closed")),
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
@@ -87,6 +112,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let slot = slots
+            .semaphore
+            .clone()
+            .try_acquire_owned()
+            .expect("only the accept loop takes slots");
         let _ = stream.set_nodelay(true);
         let service = app
             .clone()

@@ -28,6 +28,7 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde_json::json;
 
+use crate::accept::ConnectionSlots;
 use crate::clock::Clock;
 use crate::config::{to_usize, Config};
 use crate::event::{self, Event, Reason, Rejection, RequestMeta};
@@ -64,6 +65,8 @@ pub struct AppState {
     pub metrics_on_main: bool,
     /// Write keys and limits of the Segment-compatible /v1 routes.
     pub segment: crate::v1::Settings,
+    /// The main listener's connection slots, reported at GET /metrics.
+    pub connections: Arc<ConnectionSlots>,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             metrics,
             metrics_on_main: config.metrics_listen.is_none(),
             segment: crate::v1::Settings::new(config),
+            connections: Arc::new(ConnectionSlots::new(to_usize(config.max_connections))),
         }
     }
 }
@@ -244,7 +248,9 @@ impl AppState {
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(state.queue.depth());
+    let text = state
+        .metrics
+        .render(state.queue.depth(), state.connections.in_use());
     ([(CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response()
 }
 

@@ -40,6 +40,10 @@ pub const EVENTS_REJECTED: &str = "trackd_events_rejected_total";
 pub const QUEUE_DEPTH: &str = "trackd_queue_depth";
 /// The most events the queue holds.
 pub const QUEUE_CAPACITY: &str = "trackd_queue_capacity";
+/// Client connections open on the main listener (lingering ones included), as of the scrape.
+pub const HTTP_CONNECTIONS: &str = "trackd_http_connections";
+/// `--max-connections`: the most the main listener holds open at once.
+pub const HTTP_MAX_CONNECTIONS: &str = "trackd_http_max_connections";
 /// Events in statements the sink accepted.
 pub const EVENTS_WRITTEN: &str = "trackd_events_written_total";
 /// Statements the sink accepted, by flush trigger.
@@ -147,6 +151,8 @@ pub struct Metrics {
     rejected: HashMap<&'static str, Counter>,
     /// Set from the queue at every scrape.
     queue_depth: Gauge,
+    /// Main-listener connections, set at each scrape.
+    connections: Gauge,
     /// What the writer thread records.
     writer: WriterMetrics,
 }
@@ -268,6 +274,9 @@ impl Metrics {
         gauge(QUEUE_CAPACITY, vec![]).set(config.queue_capacity as f64);
         let queue_depth = gauge(QUEUE_DEPTH, vec![]);
         queue_depth.set(0.0);
+        gauge(HTTP_MAX_CONNECTIONS, vec![]).set(config.max_connections as f64);
+        let connections = gauge(HTTP_CONNECTIONS, vec![]);
+        connections.set(0.0);
 
         Metrics {
             accepted: counter(EVENTS_ACCEPTED, vec![]),
@@ -276,6 +285,7 @@ impl Metrics {
             routes,
             rejected,
             queue_depth,
+            connections,
             writer,
         }
     }
@@ -342,10 +352,11 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the queue depth as of now and the
-    /// process' memory and CPU appended.
-    pub fn render(&self, queue_depth: usize) -> String {
+    /// The Prometheus text exposition, with the queue depth and open
+    /// connections as of now, and the process' memory and CPU appended.
+    pub fn render(&self, queue_depth: usize, connections: usize) -> String {
         self.queue_depth.set(queue_depth as f64);
+        self.connections.set(connections as f64);
         let mut text = self.handle.render();
         self.writer.event_latency.render(&mut text);
         render_process_metrics(&mut text);
@@ -433,6 +444,14 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             QUEUE_CAPACITY,
             "The most events the queue holds; beyond it requests get 503.",
+        ),
+        (
+            HTTP_CONNECTIONS,
+            "Client connections open on the main listener, lingering ones included, as of the scrape.",
+        ),
+        (
+            HTTP_MAX_CONNECTIONS,
+            "The most connections the main listener holds open; more wait in the listen backlog.",
         ),
         (
             BUILD_INFO,

@@ -84,15 +84,19 @@ pub async fn run(
         tracing::info!(address = %listener.local_addr()?, "serving /metrics");
         let app = http::metrics_app(state.clone());
         let header_timeout = Duration::from_millis(config.request_timeout_ms);
+        let slots = Arc::new(accept::ConnectionSlots::new(to_usize(
+            config.max_connections,
+        )));
         background.spawn(accept::serve(
             listener,
             app,
             header_timeout,
-            to_usize(config.max_connections),
+            slots,
             std::future::pending(),
         ));
     }
     let draining = state.draining.clone();
+    let slots = state.connections.clone();
     let app = http::app(state);
 
     let (started_tx, mut started_rx) = tokio::sync::watch::channel(false);
@@ -111,13 +115,7 @@ pub async fn run(
         let _ = started_tx.send(true);
     };
     let header_timeout = Duration::from_millis(config.request_timeout_ms);
-    let serve = accept::serve(
-        listener,
-        app,
-        header_timeout,
-        to_usize(config.max_connections),
-        graceful,
-    );
+    let serve = accept::serve(listener, app, header_timeout, slots, graceful);
     let timeout = Duration::from_millis(config.shutdown_timeout_ms);
     tokio::select! {
         () = serve => {}

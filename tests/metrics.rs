@@ -34,6 +34,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("trackd_events_rejected_total", "counter"),
     ("trackd_queue_depth", "gauge"),
     ("trackd_queue_capacity", "gauge"),
+    ("trackd_http_connections", "gauge"),
+    ("trackd_http_max_connections", "gauge"),
     ("trackd_events_written_total", "counter"),
     ("trackd_batches_written_total", "counter"),
     ("trackd_batch_size_events", "histogram"),
@@ -342,7 +344,7 @@ fn drain_through_writer(args: &[&str], events: Vec<Event>, sink: Box<dyn Sink>) 
     queue.close();
     let handle = writer::spawn(queue, sink, config.writer(), metrics.writer()).unwrap();
     handle.join().unwrap().expect("everything written");
-    metrics.render(0)
+    metrics.render(0, 0)
 }
 
 #[test]
@@ -545,4 +547,35 @@ fn every_reason_an_event_can_be_refused_for_is_preregistered() {
             "reason `{word}`"
         );
     }
+}
+
+#[tokio::test]
+async fn open_connections_are_reported_against_the_limit() {
+    let server = TestServer::start(&["--max-connections", "50"], Box::new(MemorySink::new())).await;
+    let _idle = [
+        tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+        tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+    ];
+    // One client, so every scrape reuses one keep-alive connection: with the
+    // two idle ones, three are open. The server counts a connection once it
+    // has accepted it, so poll until it has taken all three.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if sample(&text, "trackd_http_connections") == 3.0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sample(&text, "trackd_http_connections"), 3.0);
+    assert_eq!(sample(&text, "trackd_http_max_connections"), 50.0);
+    server.stop().await;
 }
