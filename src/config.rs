@@ -44,7 +44,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Serve GET /metrics on this address instead of on --listen (e.g. to keep
-    /// it off a public port). Unset: /metrics is on --listen.
+    /// it off a public port), with /healthz and /readyz, which probes reach here even
+    /// when --listen is at --max-connections. Unset: /metrics is on --listen.
     #[arg(long, env = "TRACKD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
@@ -107,8 +108,9 @@ pub struct Config {
     )]
     pub write_keys: Vec<String>,
 
-    /// Longest time to receive a request's headers (else the connection is closed), and
-    /// then its body (else 408), in milliseconds each.
+    /// Longest time to receive a request's headers (else the connection is closed; this is
+    /// also the keep-alive idle timeout), then its body (else 408), and longest a write of
+    /// the answer waits for the client to read (else the connection is closed), in milliseconds.
     #[arg(long, env = "TRACKD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 

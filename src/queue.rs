@@ -61,6 +61,9 @@ pub struct Queue {
     /// events alone would let a few huge ones exhaust memory.
     bytes: AtomicUsize,
     max_bytes: usize,
+    /// Events the writer has taken and not yet written, as it last said
+    /// (before each write): with the queued ones, what a stuck output loses.
+    held_by_writer: AtomicUsize,
 }
 
 impl Queue {
@@ -82,6 +85,7 @@ impl Queue {
             capacity,
             bytes: AtomicUsize::new(0),
             max_bytes: max_bytes.min(usize::MAX / 2),
+            held_by_writer: AtomicUsize::new(0),
         }
     }
 
@@ -183,6 +187,17 @@ impl Queue {
     /// Memory held by the queued events, as [`Event::queued_bytes`] counts it.
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
+    }
+
+    /// The writer says how many events it has taken and not yet written.
+    pub fn set_held_by_writer(&self, events: usize) {
+        self.held_by_writer.store(events, Ordering::Release);
+    }
+
+    /// Events acknowledged and not yet written: queued, or taken by the
+    /// writer for a statement it has not written yet.
+    pub fn unwritten(&self) -> usize {
+        self.depth() + self.held_by_writer.load(Ordering::Acquire)
     }
 
     /// Stops accepting events. Those already accepted stay to be drained.

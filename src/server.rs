@@ -31,13 +31,13 @@ pub enum RunError {
     /// The output stayed stuck for the whole drain timeout.
     #[error(
         "the output did not take the remaining events within {timeout:?}; \
-         at least {queued} acknowledged events were not written"
+         {unwritten} acknowledged events were not written"
     )]
     DrainTimeout {
         /// The drain timeout in force.
         timeout: Duration,
-        /// Events still queued when trackd gave up (a batch being written may add more).
-        queued: usize,
+        /// Events queued, or in the statement being written, when trackd gave up.
+        unwritten: usize,
     },
 }
 
@@ -138,7 +138,7 @@ pub async fn run(
         Err(_) => {
             return Err(RunError::DrainTimeout {
                 timeout: drain,
-                queued: queue.depth(),
+                unwritten: queue.unwritten(),
             })
         }
         Ok(joined) => joined
