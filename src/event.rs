@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use uuid::Uuid;
+use uuid::{ContextV7, Timestamp, Uuid};
 
 /// Longest accepted `event`, in bytes of UTF-8.
 pub const MAX_EVENT_BYTES: usize = 1024;
@@ -52,6 +52,16 @@ pub struct Event {
     pub extra: Box<str>,
     /// Monotonic time of acceptance, for accepted→written latency.
     pub accepted_at: Instant,
+}
+
+/// A UUIDv7 for a new event, increasing on each thread. `Uuid::now_v7`
+/// keeps one context for the whole process behind a mutex: a lock that every
+/// request on every connection would take.
+pub(crate) fn new_id() -> Uuid {
+    thread_local! {
+        static CONTEXT: ContextV7 = const { ContextV7::new() };
+    }
+    CONTEXT.with(|context| Uuid::new_v7(Timestamp::now(context)))
 }
 
 impl Event {
@@ -497,7 +507,7 @@ impl Wire<'_> {
             ));
         }
         Ok(Event {
-            id: Uuid::now_v7(),
+            id: new_id(),
             ip: meta.ip,
             user_agent: meta.user_agent.clone(),
             event: Box::from(&*event),
@@ -713,6 +723,13 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_version_7_and_increase_on_each_thread() {
+        let ids: Vec<Uuid> = (0..10_000).map(|_| new_id()).collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
     use std::net::Ipv4Addr;
 
     fn meta() -> RequestMeta {

@@ -22,9 +22,10 @@ use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use uuid::Uuid;
 
-use crate::event::{push_json_string, unstorable_json, Event, Reason, Rejection, RequestMeta};
+use crate::event::{
+    self, push_json_string, unstorable_json, Event, Reason, Rejection, RequestMeta,
+};
 
 /// The six Segment calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +327,7 @@ fn message(
         }
     }
     Ok(Event {
-        id: Uuid::now_v7(),
+        id: event::new_id(),
         ip: meta.ip,
         user_agent: meta.user_agent.clone(),
         event: event.into(),
