@@ -129,8 +129,9 @@ pub struct Config {
     #[arg(long, env = "TRACKD_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
 
-    /// After that, longest wait for the writer to write what is queued, in milliseconds; if
-    /// the output is stuck longer, trackd reports how many events it could not write and exits 1.
+    /// After that, while the writer writes what is queued, longest the output may take no
+    /// statement, in milliseconds (a slow output that keeps taking them is waited for); then
+    /// trackd reports how many acknowledged events it could not write and exits 1.
     #[arg(long, env = "TRACKD_DRAIN_TIMEOUT_MS", default_value_t = 30_000)]
     pub drain_timeout_ms: u64,
 

@@ -6,7 +6,7 @@
 //! A request's events travel as one channel item, so a 100-event batch costs
 //! one send and one receive, not a hundred.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use std::vec;
@@ -61,9 +61,13 @@ pub struct Queue {
     /// events alone would let a few huge ones exhaust memory.
     bytes: AtomicUsize,
     max_bytes: usize,
-    /// Events the writer has taken and not yet written, as it last said
-    /// (before each write): with the queued ones, what a stuck output loses.
-    held_by_writer: AtomicUsize,
+    /// Events acknowledged and not yet written: queued, or taken by the
+    /// writer for a statement it has not written yet.
+    unwritten: AtomicUsize,
+    /// Rows of the statement the writer is writing right now, if any.
+    in_flight: AtomicUsize,
+    /// Set when shutdown gives up on the output: the writer starts no more writes.
+    abandoned: AtomicBool,
 }
 
 impl Queue {
@@ -85,7 +89,9 @@ impl Queue {
             capacity,
             bytes: AtomicUsize::new(0),
             max_bytes: max_bytes.min(usize::MAX / 2),
-            held_by_writer: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
         }
     }
 
@@ -119,6 +125,7 @@ impl Queue {
             self.state.fetch_sub(n, Ordering::AcqRel);
             return Err(EnqueueError::Full);
         }
+        self.unwritten.fetch_add(n, Ordering::AcqRel);
         // The reservation guarantees room, and the queue owns a receiver, so
         // this send neither blocks nor fails.
         if n > 0 {
@@ -189,15 +196,38 @@ impl Queue {
         self.bytes.load(Ordering::Acquire)
     }
 
-    /// The writer says how many events it has taken and not yet written.
-    pub fn set_held_by_writer(&self, events: usize) {
-        self.held_by_writer.store(events, Ordering::Release);
-    }
-
     /// Events acknowledged and not yet written: queued, or taken by the
     /// writer for a statement it has not written yet.
     pub fn unwritten(&self) -> usize {
-        self.depth() + self.held_by_writer.load(Ordering::Acquire)
+        self.unwritten.load(Ordering::SeqCst)
+    }
+
+    /// The writer is about to write a statement of `rows` rows (0: it is
+    /// done). Returns false if shutdown has given up on the output, in
+    /// which case it must not write.
+    pub fn begin_write(&self, rows: usize) -> bool {
+        self.in_flight.store(rows, Ordering::SeqCst);
+        if self.abandoned.load(Ordering::SeqCst) {
+            self.in_flight.store(0, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The writer has written a statement of `rows` rows.
+    pub fn written(&self, rows: usize) {
+        self.unwritten.fetch_sub(rows, Ordering::SeqCst);
+        self.in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// Gives up on the output: the writer starts no more writes. Returns the
+    /// events acknowledged and not written, and how many of them are in a
+    /// statement being written right now, which may yet reach the output
+    /// whole or in part.
+    pub fn abandon(&self) -> (usize, usize) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        (self.unwritten(), in_flight)
     }
 
     /// Stops accepting events. Those already accepted stay to be drained.

@@ -28,16 +28,19 @@ pub enum RunError {
     /// The writer thread panicked.
     #[error("the writer thread panicked")]
     WriterPanicked,
-    /// The output stayed stuck for the whole drain timeout.
+    /// The output took no events for the whole drain timeout.
     #[error(
-        "the output did not take the remaining events within {timeout:?}; \
-         {unwritten} acknowledged events were not written"
+        "the output took no events for {timeout:?}; \
+         {unwritten} acknowledged events were not written ({in_flight} of them in a statement \
+         being written when trackd gave up, which may be in the output whole or in part)"
     )]
     DrainTimeout {
         /// The drain timeout in force.
         timeout: Duration,
-        /// Events queued, or in the statement being written, when trackd gave up.
+        /// Events acknowledged and not written when trackd gave up.
         unwritten: usize,
+        /// Those of them in the statement being written then.
+        in_flight: usize,
     },
 }
 
@@ -129,22 +132,31 @@ pub async fn run(
     tracing::info!(queued = queue.depth(), "draining the queue");
     // A plain thread, not spawn_blocking: if the output is stuck for good,
     // the runtime must not wait for this join when trackd gives up.
-    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+    let (joined_tx, mut joined_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let _ = joined_tx.send(writer.join());
     });
     let drain = Duration::from_millis(config.drain_timeout_ms);
-    let report = match tokio::time::timeout(drain, joined_rx).await {
-        Err(_) => {
-            return Err(RunError::DrainTimeout {
-                timeout: drain,
-                unwritten: queue.unwritten(),
-            })
+    // A slow output that keeps taking events is waited for; one that takes
+    // none for the drain timeout is given up on.
+    let mut last_unwritten = queue.unwritten();
+    let joined = loop {
+        match tokio::time::timeout(drain, &mut joined_rx).await {
+            Ok(joined) => break joined,
+            Err(_) if queue.unwritten() < last_unwritten => last_unwritten = queue.unwritten(),
+            Err(_) => {
+                let (unwritten, in_flight) = queue.abandon();
+                return Err(RunError::DrainTimeout {
+                    timeout: drain,
+                    unwritten,
+                    in_flight,
+                });
+            }
         }
-        Ok(joined) => joined
-            .map_err(|_| RunError::WriterPanicked)?
-            .map_err(|_| RunError::WriterPanicked)??,
     };
+    let report = joined
+        .map_err(|_| RunError::WriterPanicked)?
+        .map_err(|_| RunError::WriterPanicked)??;
     tracing::info!(
         events_written = report.events_written,
         batches_written = report.batches_written,

@@ -97,7 +97,6 @@ pub fn spawn(
     let writer = Writer {
         builder: InsertBuilder::new(config.dialect, &config.table),
         accepted_at: Vec::with_capacity(config.max_rows.min(1 << 16)),
-        held: 0,
         queue,
         sink,
         config,
@@ -116,9 +115,6 @@ struct Writer {
     builder: InsertBuilder,
     /// When each event of the batch being built arrived, for accepted→written latency.
     accepted_at: Vec<Instant>,
-    /// Events taken from the queue and not yet written: the batch, and a
-    /// row waiting for it to go.
-    held: usize,
     report: WriterReport,
     metrics: WriterMetrics,
 }
@@ -159,7 +155,6 @@ impl Writer {
     /// Adds `event` to the batch, first flushing the batch if the event
     /// would push it past `max_bytes`. Returns whether it flushed.
     fn add(&mut self, event: &Event) -> Result<bool, WriterError> {
-        self.held += 1;
         let size = self.builder.format_row(event);
         let flushed = size > self.config.max_bytes && !self.builder.is_empty();
         if flushed {
@@ -176,13 +171,21 @@ impl Writer {
             return Ok(());
         }
         let rows = self.builder.rows() as u64;
-        // Said before the write: a write that never returns loses these.
-        self.queue.set_held_by_writer(self.held);
         let statement = self.builder.finish();
         let mut wait = RETRY_MIN;
         let mut attempts = 0;
-        let mut started = Instant::now();
-        while let Err(error) = self.sink.write_statement(statement) {
+        let write_time = loop {
+            if !self.queue.begin_write(rows as usize) {
+                return Err(WriterError {
+                    events_lost: self.queue.unwritten() as u64,
+                    source: io::Error::other("shutdown gave up on the output"),
+                    report: self.report.clone(),
+                });
+            }
+            let started = Instant::now();
+            let Err(error) = self.sink.write_statement(statement) else {
+                break started.elapsed();
+            };
             attempts += 1;
             self.metrics.sink_error();
             tracing::error!(%error, rows, attempts, "sink write failed; retrying");
@@ -195,15 +198,12 @@ impl Writer {
             }
             thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);
-            started = Instant::now();
-        }
-        let write_time = started.elapsed();
+        };
+        self.queue.written(rows as usize);
         self.metrics
             .batch_written(trigger, rows as usize, write_time, &self.accepted_at);
         self.accepted_at.clear();
         self.builder.clear();
-        self.held -= rows as usize;
-        self.queue.set_held_by_writer(self.held);
         self.report.events_written += rows;
         self.report.batches_written += 1;
         tracing::debug!(rows, trigger = trigger.as_str(), "batch written");

@@ -655,10 +655,51 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
         matches!(
             error,
             // One in the statement stuck in the sink, two still queued.
-            trackd::server::RunError::DrainTimeout { unwritten: 3, .. }
+            trackd::server::RunError::DrainTimeout {
+                unwritten: 3,
+                in_flight: 1,
+                ..
+            }
         ),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_slow_output_that_keeps_taking_events_is_waited_for() {
+    let (sink, stall) = StalledSink::with_stall();
+    let server = TestServer::start(
+        &[
+            "--drain-timeout-ms",
+            "1000",
+            "--linger-ms",
+            "0",
+            "--batch-max-rows",
+            "1",
+        ],
+        sink,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        assert_eq!(
+            post(&client, &server.url("/track"), SEED_BODY).await.0,
+            StatusCode::OK
+        );
+    }
+    // One statement every 300 ms: the drain takes longer than the drain
+    // timeout, but the output never goes that long without taking one.
+    let Stall {
+        release, written, ..
+    } = stall;
+    std::thread::spawn(move || {
+        while release.send(()).is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let report = server.stop().await;
+    assert_eq!(report.events_written, 5);
+    assert_eq!(row_ids(&output(&written)).len(), 5);
 }
 
 #[tokio::test]

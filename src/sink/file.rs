@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::{write_whole, Sink};
+use super::{cut_torn_statement, write_whole, Sink, Tail};
 
 /// Appends statements to a file.
 #[derive(Debug)]
@@ -14,8 +14,26 @@ pub struct FileSink {
 
 impl FileSink {
     /// Opens (creating if needed) `path` for appending.
+    /// A statement left torn at its end by an earlier run is cut off first.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        match cut_torn_statement(&mut file)? {
+            Tail::Clean => {}
+            Tail::Cut(bytes) => tracing::warn!(
+                path = %path.display(),
+                bytes,
+                "cut off an incomplete statement that an earlier run left at the end of the output"
+            ),
+            Tail::Unknown(bytes) => tracing::warn!(
+                path = %path.display(),
+                bytes,
+                "the output does not end with a complete statement; appending after it anyway"
+            ),
+        }
         Ok(FileSink { file })
     }
 }
