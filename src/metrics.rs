@@ -12,7 +12,8 @@
 //!
 //! Cost per event stays off the request path: handlers add to a counter once
 //! per request (with the number of events), and the writer thread records
-//! per-batch telemetry plus one latency sample per written event.
+//! per-batch telemetry, counting each written event's latency into its
+//! bucket ([`crate::histogram`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -44,9 +44,10 @@ pub enum RunError {
     },
 }
 
-/// How often recorded histogram samples are folded into buckets between
-/// scrapes. Samples wait in memory until then (one per event for the latency
-/// histogram), so at a million events a second this bounds them to ~8 MB.
+/// How often the exporter's recorded histogram samples are folded into
+/// buckets between scrapes. Samples wait in memory until then: one per
+/// request (request duration) and per batch (batch size, write time); the
+/// per-event latency is counted into its buckets at once (`histogram`).
 const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting,
