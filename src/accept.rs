@@ -8,8 +8,8 @@
 //! of an oversized body, say) is not closed outright: closing a socket with
 //! unread data makes the kernel answer with a reset, which can destroy the
 //! response before the client reads it. The socket lingers instead, reading
-//! and dropping what still arrives, for at most [`LINGER`] and
-//! [`LINGER_BYTES`], so the client can read the 413 that explains why.
+//! and dropping what still arrives, for at most `LINGER` (2 s) and
+//! `LINGER_BYTES` (16 MiB), so the client can read the 413 that explains why.
 
 use std::future::Future;
 use std::io;
