@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::{cut_torn_statement, write_whole, Sink, Tail};
+use super::{cut_torn_statement, warn_about, write_whole, Sink};
 
 /// Appends statements to a file.
 #[derive(Debug)]
@@ -21,19 +21,7 @@ impl FileSink {
             .read(true)
             .append(true)
             .open(path)?;
-        match cut_torn_statement(&mut file)? {
-            Tail::Clean => {}
-            Tail::Cut(bytes) => tracing::warn!(
-                path = %path.display(),
-                bytes,
-                "cut off an incomplete statement that an earlier run left at the end of the output"
-            ),
-            Tail::Unknown(bytes) => tracing::warn!(
-                path = %path.display(),
-                bytes,
-                "the output does not end with a complete statement; appending after it anyway"
-            ),
-        }
+        warn_about(&cut_torn_statement(&mut file)?, path);
         Ok(FileSink { file })
     }
 }

@@ -85,6 +85,24 @@ fn cut_torn_statement(file: &mut File) -> io::Result<Tail> {
     Ok(Tail::Cut(len - complete))
 }
 
+/// Logs what [`cut_torn_statement`] did to the output at `path`, if anything.
+fn warn_about(tail: &Tail, path: &std::path::Path) {
+    let path = path.display();
+    match tail {
+        Tail::Clean => {}
+        Tail::Cut(bytes) => tracing::warn!(
+            %path,
+            bytes,
+            "cut off an incomplete statement that an earlier run left at the end of the output"
+        ),
+        Tail::Unknown(bytes) => tracing::warn!(
+            %path,
+            bytes,
+            "the output does not end with a complete statement; appending after it anyway"
+        ),
+    }
+}
+
 /// The length of `file` (`len` bytes) up to the end of its last complete
 /// statement, found by reading backwards from the end.
 fn complete_length(file: &File, len: u64) -> io::Result<u64> {
