@@ -347,24 +347,20 @@ impl AppState {
         Ok((meta, body))
     }
 
-    /// The body as sent, at most `limit` bytes, within the request timeout.
-    async fn receive(
+    /// Runs `read`, a read of a body of at most `limit` bytes, for at most
+    /// the request timeout; a declared length over `limit` is refused at once.
+    async fn read_within_limits<T>(
         &self,
         headers: &HeaderMap,
-        body: Body,
         limit: usize,
-    ) -> Result<Bytes, ApiError> {
-        if declared_length(headers).is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::BodyTooLarge { limit });
-        }
-        self.within_request_timeout(gather(body, limit)).await
-    }
-
-    /// Runs `read`, a read of a request body, for at most the request timeout.
-    async fn within_request_timeout<T>(
-        &self,
         read: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
         // A small body has usually arrived with the head: take it without
         // arming a timer (a timer costs more than the rest of the read).
         let mut read = std::pin::pin!(read);
@@ -395,9 +391,8 @@ impl AppState {
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let drained = !expects_continue
-            && declared_length(&parts.headers).is_none_or(|n| n <= limit as u64)
             && self
-                .within_request_timeout(drain(body, limit))
+                .read_within_limits(&parts.headers, limit, drain(body, limit))
                 .await
                 .is_ok();
         let mut response = refusal.into_response();
@@ -414,7 +409,9 @@ impl AppState {
         max_body_bytes: usize,
         max_decompressed_bytes: usize,
     ) -> Result<Bytes, ApiError> {
-        let bytes = self.receive(headers, body, max_body_bytes).await?;
+        let bytes = self
+            .read_within_limits(headers, max_body_bytes, gather(body, max_body_bytes))
+            .await?;
         let gzip = match headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
             None => false,
             Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
@@ -509,13 +506,6 @@ mod tests {
         assert_eq!(xff(&["6.6.6.6,"]), None);
         assert_eq!(xff(&[]), None);
     }
-}
-
-/// The body's Content-Length, when it has a valid one.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
 }
 
 /// The whole body, when it is at most `limit` bytes. A body that arrives in

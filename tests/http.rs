@@ -334,6 +334,32 @@ async fn batch_enqueues_valid_events_and_reports_each_rejected_one() {
     assert!(output(&sink).contains(r#"'{"k":[1,{"x":null}]}'"#));
 }
 
+/// A server writing each event as its own statement, at once, into a
+/// [`StalledSink`]; `args` are added to that.
+async fn start_stalled(args: &[&str]) -> (TestServer, Stall) {
+    let (sink, stall) = StalledSink::with_stall();
+    let args = [&["--batch-max-rows", "1", "--linger-ms", "0"][..], args].concat();
+    (TestServer::start(&args, sink).await, stall)
+}
+
+/// Posts the seed event `n` times to /track; each must be acknowledged.
+async fn post_seed(server: &TestServer, n: usize) {
+    let client = reqwest::Client::new();
+    for _ in 0..n {
+        assert_eq!(
+            post(&client, &server.url("/track"), SEED_BODY).await.0,
+            StatusCode::OK
+        );
+    }
+}
+
+/// A raw connection to `server`, for what an HTTP client would hide.
+async fn connect(server: &TestServer) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect")
+}
+
 /// A sink that reports each write and then blocks until released.
 struct StalledSink {
     started: mpsc::Sender<()>,
@@ -398,19 +424,7 @@ impl Sink for StalledSink {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after_and_loses_nothing() {
-    let (sink, stall) = StalledSink::with_stall();
-    let server = TestServer::start(
-        &[
-            "--queue-capacity",
-            "3",
-            "--batch-max-rows",
-            "1",
-            "--linger-ms",
-            "0",
-        ],
-        sink,
-    )
-    .await;
+    let (server, stall) = start_stalled(&["--queue-capacity", "3"]).await;
     let client = reqwest::Client::new();
     let url = server.url("/track");
 
@@ -547,9 +561,7 @@ async fn slow_clients_are_cut_off() {
     .await;
 
     // Headers that never finish: the connection is closed.
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&server).await;
     stream
         .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\n")
         .await
@@ -559,9 +571,7 @@ async fn slow_clients_are_cut_off() {
     assert!(read.is_ok(), "the server closed the connection");
 
     // A body that never finishes: 408 with a JSON body.
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&server).await;
     stream
         .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"event\"")
         .await
@@ -622,26 +632,8 @@ async fn during_the_shutdown_delay_readyz_is_503_and_events_are_still_taken() {
 #[tokio::test]
 async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
     // `_stall` keeps the sink stalled until the test ends.
-    let (sink, _stall) = StalledSink::with_stall();
-    let server = TestServer::start(
-        &[
-            "--drain-timeout-ms",
-            "300",
-            "--linger-ms",
-            "0",
-            "--batch-max-rows",
-            "1",
-        ],
-        sink,
-    )
-    .await;
-    let client = reqwest::Client::new();
-    for _ in 0..3 {
-        assert_eq!(
-            post(&client, &server.url("/track"), SEED_BODY).await.0,
-            StatusCode::OK
-        );
-    }
+    let (server, _stall) = start_stalled(&["--drain-timeout-ms", "300"]).await;
+    post_seed(&server, 3).await;
     let error = server
         .stop_result()
         .await
@@ -667,26 +659,8 @@ async fn a_stuck_output_at_shutdown_is_reported_after_the_drain_timeout() {
 
 #[tokio::test]
 async fn a_slow_output_that_keeps_taking_events_is_waited_for() {
-    let (sink, stall) = StalledSink::with_stall();
-    let server = TestServer::start(
-        &[
-            "--drain-timeout-ms",
-            "1000",
-            "--linger-ms",
-            "0",
-            "--batch-max-rows",
-            "1",
-        ],
-        sink,
-    )
-    .await;
-    let client = reqwest::Client::new();
-    for _ in 0..5 {
-        assert_eq!(
-            post(&client, &server.url("/track"), SEED_BODY).await.0,
-            StatusCode::OK
-        );
-    }
+    let (server, stall) = start_stalled(&["--drain-timeout-ms", "1000"]).await;
+    post_seed(&server, 5).await;
     // One statement every 300 ms: the drain takes longer than the drain
     // timeout, but the output never goes that long without taking one.
     let Stall {
@@ -704,19 +678,7 @@ async fn a_slow_output_that_keeps_taking_events_is_waited_for() {
 
 #[tokio::test]
 async fn the_queue_is_bounded_in_bytes_too() {
-    let (sink, stall) = StalledSink::with_stall();
-    let server = TestServer::start(
-        &[
-            "--queue-max-bytes",
-            "40000",
-            "--batch-max-rows",
-            "1",
-            "--linger-ms",
-            "0",
-        ],
-        sink,
-    )
-    .await;
+    let (server, stall) = start_stalled(&["--queue-max-bytes", "40000"]).await;
     let client = reqwest::Client::new();
     let big = format!(
         r#"{{"event":"big","user":"u","location":"l","pad":"{}"}}"#,
@@ -773,9 +735,7 @@ async fn request_on(stream: &mut tokio::net::TcpStream, head: &str, body: &[u8])
 async fn a_refusal_leaves_the_connection_usable_for_the_next_request() {
     let sink = MemorySink::new();
     let server = TestServer::start(&["--write-key", "k"], Box::new(sink.clone())).await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&server).await;
     let long_agent = format!("User-Agent: {}\r\n", "a".repeat(2000));
     let refusals = [
         (
@@ -812,9 +772,7 @@ async fn a_body_left_unread_closes_the_connection_and_says_so() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server =
         TestServer::start(&["--max-body-bytes", "1000"], Box::new(MemorySink::new())).await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&server).await;
     stream
         .write_all(b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
         .await
@@ -864,17 +822,13 @@ async fn a_client_that_sends_an_oversized_body_whole_still_reads_the_413() {
 async fn connections_past_the_limit_wait_until_one_closes() {
     let sink = MemorySink::new();
     let server = TestServer::start(&["--max-connections", "1"], Box::new(sink.clone())).await;
-    let mut first = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut first = connect(&server).await;
     let answer = request_on(&mut first, "POST /track HTTP/1.1\r\n", SEED_BODY.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 
     // The kernel completes the second handshake, but trackd does not take
     // the connection while the first is open.
-    let mut second = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut second = connect(&server).await;
     let waiting = tokio::spawn(async move {
         let answer = request_on(
             &mut second,
@@ -902,9 +856,7 @@ async fn a_refusal_does_not_invite_a_body_the_client_holds_back() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start(&["--write-key", "k"], Box::new(MemorySink::new())).await;
     for path in ["/nowhere", "/v1/track"] {
-        let mut stream = tokio::net::TcpStream::connect(server.addr)
-            .await
-            .expect("connect");
+        let mut stream = connect(&server).await;
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50000\r\n\r\n"
         );
@@ -932,9 +884,7 @@ async fn a_client_that_never_reads_its_answers_loses_its_connection() {
     .await;
     // Pipelined requests whose answers (far more than the socket buffers
     // hold) are never read: trackd's writes stall.
-    let hog = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let hog = connect(&server).await;
     let flood = tokio::spawn(async move {
         let mut hog = hog;
         let requests = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200_000);
@@ -944,9 +894,7 @@ async fn a_client_that_never_reads_its_answers_loses_its_connection() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // The only connection slot comes free once the stalled write times out.
-    let mut other = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut other = connect(&server).await;
     let answer = tokio::time::timeout(
         Duration::from_secs(20),
         request_on(&mut other, "POST /track HTTP/1.1\r\n", SEED_BODY.as_bytes()),
@@ -966,9 +914,7 @@ async fn an_idle_connection_is_closed_at_the_request_timeout() {
         Box::new(MemorySink::new()),
     )
     .await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let mut stream = connect(&server).await;
     let mut rest = Vec::new();
     // Well under the 2 s a closed connection lingers: the close is announced
     // at the timeout, not at the end of the linger.

@@ -449,21 +449,8 @@ async fn a_running_server_serves_metrics_on_its_metrics_listener() {
     assert_eq!(main_metrics.status(), StatusCode::NOT_FOUND);
 
     // The writer lingers 5 ms; poll until the event is reported written.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = client
-            .get(format!("http://{metrics_address}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if sample(&text, "trackd_events_written_total") == 1.0 || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let url = format!("http://{metrics_address}/metrics");
+    let text = scrape_until(&client, &url, "trackd_events_written_total", 1.0).await;
     assert_eq!(sample(&text, "trackd_events_written_total"), 1.0);
     assert_eq!(sample(&text, "trackd_events_accepted_total"), 1.0);
     assert_eq!(sample(&text, "trackd_event_latency_seconds_count"), 1.0);
@@ -560,22 +547,22 @@ async fn open_connections_are_reported_against_the_limit() {
     // two idle ones, three are open. The server counts a connection once it
     // has accepted it, so poll until it has taken all three.
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if sample(&text, "trackd_http_connections") == 3.0 || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let url = server.url("/metrics");
+    let text = scrape_until(&client, &url, "trackd_http_connections", 3.0).await;
     assert_eq!(sample(&text, "trackd_http_connections"), 3.0);
     assert_eq!(sample(&text, "trackd_http_max_connections"), 50.0);
     server.stop().await;
+}
+
+/// Scrapes `url` until the sample `name` reads `value`, for at most 10 s,
+/// and returns the last scrape (the caller asserts on it).
+async fn scrape_until(client: &reqwest::Client, url: &str, name: &str, value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = client.get(url).send().await.unwrap().text().await.unwrap();
+        if sample(&text, name) == value || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
